@@ -1,0 +1,97 @@
+"""The in-guest agent and the host side of its line protocol."""
+
+from __future__ import annotations
+
+import base64
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Iterable
+
+from bench.errors import RuntimeFailure
+
+#: Where the image recipe installs the agent, in every runtime.
+AGENT_PATH = "/opt/cvbench/agent"
+PREFIX = "CVBENCH "
+
+
+def agent_script() -> bytes:
+    return resources.files(__package__).joinpath("agent.sh").read_bytes()
+
+
+def kernel_cmdline_arg(command: str) -> str:
+    """The workload as one kernel command-line word (base64 has no spaces)."""
+    return "cvbench.cmd=" + base64.b64encode(command.encode()).decode()
+
+
+@dataclass(frozen=True)
+class AgentLine:
+    t: float  # host monotonic time the line reached the host
+    text: str
+
+    @property
+    def event(self) -> tuple[str, str] | None:
+        """("READY", uptime) or ("DONE", code) for protocol lines, else None."""
+        idx = self.text.find(PREFIX)
+        if idx < 0:
+            return None
+        parts = self.text[idx + len(PREFIX):].split()
+        if len(parts) >= 2 and parts[0] in ("READY", "DONE"):
+            return parts[0], parts[1]
+        return None
+
+
+class LineReader:
+    """Reads an instance's output in a thread and timestamps every line on arrival.
+
+    Serial consoles, container attach streams and pipes all go through here, so
+    READY is seen the same way for every runtime.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], name: str):
+        self._chunks = chunks
+        self._queue: queue.Queue[AgentLine | None] = queue.Queue()
+        self.transcript: list[AgentLine] = []
+        self._thread = threading.Thread(target=self._pump, name=f"lines-{name}", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        pending = b""
+        try:
+            for chunk in self._chunks:
+                now = time.monotonic()
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    self._queue.put(AgentLine(now, raw.decode("utf-8", "replace").rstrip("\r")))
+        except Exception:  # stream torn down by stop(): end of output
+            pass
+        if pending:
+            self._queue.put(AgentLine(time.monotonic(), pending.decode("utf-8", "replace")))
+        self._queue.put(None)
+
+    def wait_for(self, event: str, deadline: float) -> AgentLine:
+        """Consume lines until the protocol event; lines before it stay in the transcript."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeFailure(f"timed out waiting for CVBENCH {event}{self._tail()}")
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeFailure(f"output ended before CVBENCH {event}{self._tail()}")
+            self.transcript.append(line)
+            if line.event and line.event[0] == event:
+                return line
+
+    def output_between(self, start: AgentLine, end: AgentLine) -> str:
+        i, j = self.transcript.index(start), self.transcript.index(end)
+        return "\n".join(line.text for line in self.transcript[i + 1:j])
+
+    def _tail(self) -> str:
+        last = [line.text for line in self.transcript[-5:]]
+        return ("; last output: " + " | ".join(last)) if last else "; no output"

@@ -1,0 +1,1 @@
+"""Collectors: cgroup accounting (v1 and v2), host processes, background sampling."""

@@ -1,0 +1,70 @@
+"""Host processes of an instance: memory from smaps_rollup, CPU from psutil."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import psutil
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    rss: int
+    pss: int  # shared pages split among the processes sharing them
+    uss: int  # pages only this process maps
+
+    def __add__(self, other: "ProcessMemory") -> "ProcessMemory":
+        return ProcessMemory(self.rss + other.rss, self.pss + other.pss, self.uss + other.uss)
+
+
+ZERO = ProcessMemory(0, 0, 0)
+
+
+def parse_smaps_rollup(text: str) -> ProcessMemory:
+    """/proc/PID/smaps_rollup (kB values) -> bytes. One read, unlike the full smaps."""
+    kb = {}
+    for line in text.splitlines()[1:]:
+        key, _, rest = line.partition(":")
+        fields = rest.split()
+        if fields and fields[0].isdigit():
+            kb[key] = int(fields[0])
+    uss = kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)
+    return ProcessMemory(kb.get("Rss", 0) * 1024, kb.get("Pss", 0) * 1024, uss * 1024)
+
+
+def memory_of(pids: Iterable[int]) -> ProcessMemory:
+    total = ZERO
+    for pid in pids:
+        try:
+            total = total + parse_smaps_rollup(Path(f"/proc/{pid}/smaps_rollup").read_text())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # exited between listing and reading
+    return total
+
+
+def cpu_seconds_of(pids: Iterable[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total
+
+
+def find_ancestor(pid: int, name_prefix: str) -> int | None:
+    """The nearest ancestor whose name starts with name_prefix (a container's shim)."""
+    try:
+        for parent in psutil.Process(pid).parents():
+            if parent.name().startswith(name_prefix):
+                return parent.pid
+    except psutil.NoSuchProcess:
+        pass
+    return None
+
+
+def engine_pids(names: tuple[str, ...] = ("dockerd", "containerd")) -> list[int]:
+    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in names]

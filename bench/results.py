@@ -1,0 +1,103 @@
+"""Records, the append-only store of a run, and loading a run back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+RECORDS = "records.jsonl"
+ENVIRONMENT = "environment.json"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One measured value (DESIGN.md §6). value None means the measurement failed."""
+
+    run: str
+    scenario: str
+    cell: str
+    workload: str
+    runtime: str
+    kind: str
+    rep: int
+    warmup: bool
+    metric: str
+    value: float | None
+    unit: str
+    t: float
+    image: str
+    tags: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        if data["error"] is None:
+            del data["error"]
+        return json.dumps(data, sort_keys=False)
+
+
+class RecordStore:
+    """Appends records to DIR/records.jsonl, flushed and synced one by one.
+
+    A crash or Ctrl-C therefore loses at most the cell in progress.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.path = self.directory / RECORDS
+        self._file = None
+        self.count = 0
+
+    def append(self, records: Iterable[Record]) -> None:
+        if self._file is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")
+        for record in records:
+            self._file.write(record.to_json() + "\n")
+            self.count += 1
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_records(directory: Path) -> list[dict]:
+    """Every complete line of records.jsonl; a torn last line (crash mid-write) is skipped."""
+    path = Path(directory) / RECORDS
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def load_frame(directory: Path):
+    """The run's records as a pandas DataFrame, tags flattened to tag.<name> columns."""
+    import pandas as pd
+
+    rows = read_records(directory)
+    frame = pd.json_normalize(rows, sep=".")
+    frame.columns = [c.replace("tags.", "tag.") for c in frame.columns]
+    if "error" not in frame:
+        frame["error"] = None
+    return frame
+
+
+def write_environment(directory: Path, environment: dict) -> None:
+    path = Path(directory) / ENVIRONMENT
+    path.write_text(json.dumps(environment, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_environment(directory: Path) -> dict:
+    path = Path(directory) / ENVIRONMENT
+    return json.loads(path.read_text()) if path.exists() else {}

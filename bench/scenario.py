@@ -1,0 +1,164 @@
+"""Scenario files: TOML in, a validated immutable Scenario out.
+
+Every problem names the file and the dotted key, so a user can fix it at once.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench.errors import UserError
+from bench.params import Param
+from bench.workloads import CATALOGUE
+
+TOP_LEVEL = {
+    "name": Param(str, None, "scenario name, used in record and folder names"),
+    "description": Param(str, "", "one line shown in the report"),
+    "reps": Param(int, 5, "measured repetitions per cell"),
+    "warmup": Param(int, 1, "discarded repetitions per cell, run first"),
+    "order": Param(str, "interleaved", "how repetitions are ordered", choices=("interleaved", "blocked")),
+    "timeout_s": Param(float, 300.0, "per instance: launch to gone"),
+    "cpus": Param(float, 1.0, "CPUs each instance gets, in every runtime"),
+    "memory_mib": Param(int, 512, "memory each instance gets, in every runtime"),
+    "sample_hz": Param(float, 10.0, "memory/CPU sampling rate"),
+    "allow_partial": Param(bool, True, "run the usable runtimes when others are not"),
+}
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    name: str
+    kind: str
+    options: dict
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    name: str  # as named in the scenario (a workload can appear with several parameter sets)
+    workload: str  # catalogue entry
+    params: dict
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    path: str
+    text: str
+    reps: int
+    warmup: int
+    order: str
+    timeout_s: float
+    cpus: float
+    memory_mib: int
+    sample_hz: float
+    allow_partial: bool
+    runtimes: tuple[RuntimeSpec, ...]
+    workloads: tuple[WorkloadSpec, ...]
+    quick: bool = False
+
+    def with_overrides(self, reps=None, runtimes=None, quick=False) -> "Scenario":
+        """Command-line overrides: --reps, --runtimes a,b, --quick (1 rep, no warm-up, short sizes)."""
+        chosen = self.runtimes
+        if runtimes:
+            known = {r.name: r for r in self.runtimes}
+            unknown = [n for n in runtimes if n not in known]
+            if unknown:
+                raise UserError(
+                    f"--runtimes: {', '.join(unknown)} not in {self.path}",
+                    fix=f"choose from {', '.join(known)}",
+                )
+            chosen = tuple(known[n] for n in runtimes)
+        new = replace(self, runtimes=chosen, quick=quick)
+        if quick:
+            new = replace(new, reps=1, warmup=0)
+        if reps is not None:
+            if reps < 1:
+                raise UserError("--reps must be at least 1")
+            new = replace(new, reps=reps)
+        return new
+
+
+def _check(file: str, key: str, param: Param, value):
+    problem = param.check(value)
+    if problem:
+        raise UserError(f"{file}: {key}: {problem}", fix=param.help)
+    return value
+
+
+def _params(file: str, where: str, table: dict, spec: dict[str, Param], skip=()) -> dict:
+    out = {}
+    for key, value in table.items():
+        if key in skip:
+            continue
+        if key not in spec:
+            known = ", ".join(sorted(set(spec) | set(skip))) or "none"
+            raise UserError(f"{file}: {where}.{key}: unknown key", fix=f"known keys: {known}")
+        out[key] = _check(file, f"{where}.{key}", spec[key], value)
+    return out
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    from bench.runtimes import KINDS
+
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"{file}: cannot read scenario: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{file}: not valid TOML: {exc}") from None
+
+    top = {k: v for k, v in data.items() if k not in ("runtimes", "workloads")}
+    settings = {k: p.default for k, p in TOP_LEVEL.items()}
+    settings.update(_params(file, "scenario", top, TOP_LEVEL))
+    if settings["name"] is None:
+        settings["name"] = path.stem
+    for key in ("reps", "cpus", "memory_mib", "timeout_s", "sample_hz"):
+        if settings[key] <= 0:
+            raise UserError(f"{file}: {key}: must be positive, got {settings[key]}")
+    if settings["warmup"] < 0:
+        raise UserError(f"{file}: warmup: must be 0 or more")
+
+    runtimes = []
+    for name, table in _tables(file, data, "runtimes").items():
+        kind = table.get("kind")
+        if kind not in KINDS:
+            raise UserError(
+                f"{file}: runtimes.{name}.kind: unknown runtime kind {kind!r}",
+                fix=f"one of {', '.join(KINDS)}",
+            )
+        spec = KINDS[kind].OPTIONS
+        options = {k: p.default for k, p in spec.items()}
+        options.update(_params(file, f"runtimes.{name}", table, spec, skip=("kind",)))
+        runtimes.append(RuntimeSpec(name, kind, options))
+
+    workloads = []
+    for name, table in _tables(file, data, "workloads").items():
+        base = table.get("workload", name)
+        if base not in CATALOGUE:
+            raise UserError(
+                f"{file}: workloads.{name}: unknown workload {base!r}",
+                fix=f"one of {', '.join(CATALOGUE)} (or set workload = \"...\")",
+            )
+        params = _params(file, f"workloads.{name}", table, CATALOGUE[base].params, skip=("workload",))
+        workloads.append(WorkloadSpec(name, base, params))
+
+    return Scenario(
+        path=file, text=text, runtimes=tuple(runtimes), workloads=tuple(workloads), **settings
+    )
+
+
+def _tables(file: str, data: dict, key: str) -> dict:
+    tables = data.get(key)
+    if not isinstance(tables, dict) or not tables:
+        raise UserError(f"{file}: {key}: at least one [{key}.NAME] table is required")
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise UserError(f"{file}: {key}.{name}: expected a table, got {type(table).__name__}")
+    return tables

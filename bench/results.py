@@ -101,3 +101,44 @@ def write_environment(directory: Path, environment: dict) -> None:
 def read_environment(directory: Path) -> dict:
     path = Path(directory) / ENVIRONMENT
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def host_environment() -> dict:
+    """What the numbers depend on: host, kernel, CPU, memory, cgroup version."""
+    import platform
+
+    import psutil
+
+    from bench import __version__
+    from bench.collect.cgroups import cgroup_version
+
+    cpu_model = None
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "hostname": platform.node(),
+        "kernel": platform.release(),
+        "os": _os_release(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "cgroup_version": cgroup_version(),
+        "python": platform.python_version(),
+        "cvbench": __version__,
+        "kvm_device": os.path.exists("/dev/kvm"),
+    }
+
+
+def _os_release() -> str | None:
+    try:
+        for line in open("/etc/os-release"):
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return None

@@ -88,6 +88,19 @@ class LineReader:
             if line.event and line.event[0] == event:
                 return line
 
+    def drain(self, timeout: float = 2.0) -> str:
+        """Whatever output is left once the instance died (for error messages)."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.transcript.append(line)
+        return " | ".join(line.text for line in self.transcript[-8:])
+
     def output_between(self, start: AgentLine, end: AgentLine) -> str:
         i, j = self.transcript.index(start), self.transcript.index(end)
         return "\n".join(line.text for line in self.transcript[i + 1:j])

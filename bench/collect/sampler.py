@@ -18,9 +18,9 @@ class Sample:
     cgroup_working_set: int | None
     cgroup_peak: int | None
     cgroup_cpu_s: float | None
-    rss: int
-    pss: int
-    uss: int
+    rss: int | None  # None: no host process left to read
+    pss: int | None
+    uss: int | None
     helper_cpu_s: float  # CPU of processes outside the cgroup (shims), by psutil
 
 
@@ -58,10 +58,12 @@ class Sampler:
                 pids = self.cgroup.pids()
             except (FileNotFoundError, ProcessLookupError):
                 pass
-        mem = memory_of(set(pids) | set(helpers))
-        if working_set is None and mem.rss == 0:
+        everyone = set(pids) | set(helpers)
+        mem = memory_of(everyone) if everyone else None
+        if working_set is None and mem is None:
             return None
-        sample = Sample(time.monotonic(), working_set, peak, cpu, mem.rss, mem.pss, mem.uss,
+        rss, pss, uss = (mem.rss, mem.pss, mem.uss) if mem else (None, None, None)
+        sample = Sample(time.monotonic(), working_set, peak, cpu, rss, pss, uss,
                         cpu_seconds_of(p for p in helpers if p not in pids))
         self.samples.append(sample)
         return sample

@@ -1,0 +1,271 @@
+"""Expands a scenario into cells, runs every repetition, persists records as they come."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.cleanup import Cleanup, ignore_signals_during, signals_raise_interrupt
+from bench.collect.cgroups import Cgroup
+from bench.collect.processes import cpu_seconds_of, engine_pids
+from bench.collect.sampler import Sampler, summarise
+from bench.errors import RuntimeFailure, UserError
+from bench.images import ensure_image
+from bench.results import Record, RecordStore, host_environment, write_environment
+from bench.runtimes import KINDS, Limits, RunContext, Runtime
+from bench.scenario import RuntimeSpec, Scenario, WorkloadSpec
+from bench.workloads import CATALOGUE
+
+WORKDIR = Path("/var/tmp/cvbench")
+
+
+@dataclass(frozen=True)
+class Cell:
+    workload: WorkloadSpec
+    runtime: RuntimeSpec
+
+    @property
+    def name(self) -> str:
+        return f"{self.workload.name}@{self.runtime.name}"
+
+
+@dataclass(frozen=True)
+class Step:
+    cell: Cell
+    rep: int  # counts warm-ups too: rep < warmup means a warm-up
+    warmup: bool
+
+
+def plan(scenario: Scenario) -> list[Step]:
+    """Warm-ups first; then runtimes interleaved within each repetition, so a slow drift
+    of the host (heat, other load) spreads over all runtimes instead of biasing one."""
+    cells = [Cell(w, r) for w in scenario.workloads for r in scenario.runtimes]
+    total = scenario.warmup + scenario.reps
+    if scenario.order == "blocked":
+        return [Step(c, i, i < scenario.warmup) for c in cells for i in range(total)]
+    return [Step(c, i, i < scenario.warmup) for i in range(total) for c in cells]
+
+
+def new_run_id() -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{socket.gethostname().split('.')[0]}"
+
+
+class Runner:
+    def __init__(self, scenario: Scenario, out_dir: Path | None = None, report: bool = True):
+        self.scenario = scenario
+        self.run_id = new_run_id()
+        self.out_dir = Path(out_dir or Path("results") / self.run_id)
+        self.make_report = report
+        self.cleanup = Cleanup()
+        self.store = RecordStore(self.out_dir)
+        self.unusable: dict[str, str] = {}  # runtime name -> why
+        self.failed_cells: set[str] = set()
+        self._seq = 0
+
+    # -- the run ----------------------------------------------------------------
+
+    def run(self) -> int:
+        """Exit code: 0 all measured, 1 some cells failed, 2 some runtimes unusable."""
+        if self.out_dir.exists() and any(self.out_dir.iterdir()):
+            raise UserError(f"{self.out_dir} already holds files",
+                            fix="choose another --out, or remove that folder")
+        image = ensure_image()
+        workdir = WORKDIR / self.run_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.cleanup.add("scratch folder", lambda: shutil.rmtree(workdir, ignore_errors=True))
+        run_cgroup = Cgroup.create(f"cvbench/{self.run_id}")
+        self.cleanup.add("run cgroup", run_cgroup.remove)
+        self.context = RunContext(self.run_id, image, self.cleanup, workdir)
+        environment = {"run": self.run_id, "scenario": self.scenario.name,
+                       "scenario_path": self.scenario.path, "scenario_text": self.scenario.text,
+                       "quick": self.scenario.quick, "started": time.time(),
+                       "host": host_environment(),
+                       "image": {"key": image.key, "digest": image.digest,
+                                 "kernel_release": image.kernel_release}}
+        interrupted = False
+        with signals_raise_interrupt():
+            try:
+                runtimes = self._usable_runtimes()
+                environment["runtimes"] = {name: rt.describe() for name, rt in runtimes.items()}
+                environment["unusable_runtimes"] = self.unusable
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                write_environment(self.out_dir, environment)
+                self._record_unusable()
+                self._measure_all(runtimes)
+            except KeyboardInterrupt as exc:
+                interrupted = True
+                print(f"\ninterrupted ({exc or 'Ctrl-C'}): cleaning up; "
+                      f"{self.store.count} records kept in {self.store.path}", file=sys.stderr)
+            finally:
+                ignore_signals_during(self._clean)
+                environment.update(finished=time.time(), interrupted=interrupted,
+                                   records=self.store.count)
+                if self.out_dir.exists():
+                    write_environment(self.out_dir, environment)
+        if self.make_report and self.store.count:
+            from bench.report import build_report
+
+            print(f"report: {build_report(self.out_dir)}")
+        if interrupted:
+            return 130
+        if self.unusable:
+            for name, why in self.unusable.items():
+                print(f"runtime {name} was not usable: {why}", file=sys.stderr)
+            return 2
+        return 1 if self.failed_cells else 0
+
+    def _clean(self) -> None:
+        self.store.close()
+        for failure in self.cleanup.run_all():
+            print(f"cleanup: {failure}", file=sys.stderr)
+
+    def _usable_runtimes(self) -> dict[str, Runtime]:
+        usable = {}
+        for spec in self.scenario.runtimes:
+            runtime = KINDS[spec.kind](spec.name, spec.options, self.context)
+            try:
+                runtime.check()
+                runtime.prepare()
+                usable[spec.name] = runtime
+            except Exception as exc:  # UserError says the fix; anything else is a bug report
+                self.unusable[spec.name] = str(exc) if isinstance(exc, UserError) else repr(exc)
+                print(f"runtime {spec.name}: {exc}", file=sys.stderr)
+        if not usable or (self.unusable and not self.scenario.allow_partial):
+            why = "; ".join(f"{n}: {w}" for n, w in self.unusable.items())
+            raise UserError(f"cannot run {self.scenario.path}: {why}")
+        return usable
+
+    def _record_unusable(self) -> None:
+        """A runtime that cannot run here still leaves a trace per cell: never silently dropped."""
+        for spec in self.scenario.runtimes:
+            if spec.name in self.unusable:
+                for workload in self.scenario.workloads:
+                    cell = Cell(workload, spec)
+                    self.failed_cells.add(cell.name)
+                    self.store.append([self._record(Step(cell, 0, False), {}, "startup.ready_s",
+                                                    None, "s", error=self.unusable[spec.name])])
+
+    def _measure_all(self, runtimes: dict[str, Runtime]) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        steps = [s for s in plan(self.scenario) if s.cell.runtime.name in runtimes]
+        print(f"run {self.run_id}: {len(steps)} instances of {self.scenario.name} "
+              f"-> {self.out_dir}", flush=True)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())
+        with Progress(*columns, transient=False) as progress:
+            task = progress.add_task("starting", total=len(steps))
+            for step in steps:
+                label = f"{step.cell.name} rep {step.rep}" + (" (warm-up)" if step.warmup else "")
+                progress.update(task, description=label)
+                records = self._measure(runtimes[step.cell.runtime.name], step)
+                self.store.append(records)
+                progress.console.print(self._summary_line(label, records))
+                progress.advance(task)
+
+    # -- one instance -------------------------------------------------------------
+
+    def _measure(self, runtime: Runtime, step: Step) -> list[Record]:
+        scenario, cell = self.scenario, step.cell
+        workload = CATALOGUE[cell.workload.workload]
+        params = workload.resolve(cell.workload.params, quick=scenario.quick)
+        tags = {"cpus": scenario.cpus, "memory_mib": scenario.memory_mib, **runtime.tags(),
+                **{f"param.{k}": v for k, v in params.items()}}
+        self._seq += 1
+        name = f"cvbench-{self.run_id.lower()}-{self._seq}"
+        limits = Limits(scenario.cpus, scenario.memory_mib)
+        is_docker = runtime.kind == "docker"
+        values: list[tuple[str, float | None, str, str | None]] = []
+        inst = sampler = None
+        engine_before = cpu_seconds_of(engine_pids()) if is_docker else 0.0
+        try:
+            inst = runtime.launch(workload.command(params), limits, name)
+            tags.update(inst.tags)
+            sampler = Sampler(inst.cgroup, inst.helper_pids, scenario.sample_hz).start()
+            deadline = inst.t_launch + scenario.timeout_s
+            ready = inst.lines.wait_for("READY", deadline)
+            sampler.sample()  # at least one sample, even for an instance that exits at once
+            done = inst.lines.wait_for("DONE", deadline)
+            gone = inst.wait_gone(max(1.0, deadline - time.monotonic()))
+            samples = sampler.stop()
+            final = sampler.sample()  # the cgroup outlives the instance: complete CPU totals
+
+            values.append(("startup.ready_s", ready.t - inst.t_launch, "s", None))
+            values.append(("startup.exit_s", gone - inst.t_launch, "s", None))
+            values += [(metric, secs, "s", None) for metric, secs in inst.phases.items()]
+            if runtime.own_kernel:
+                values.append(("startup.guest_uptime_s", float(ready.event[1]), "s", None))
+            values += self._memory_values(summarise(samples, ready.t) if samples else None)
+            cpu = final.cgroup_cpu_s if final else None
+            values.append(("cpu.seconds", cpu, "s",
+                           None if cpu is not None else "cgroup gone before it could be read"))
+            if is_docker:
+                shim = max((s.helper_cpu_s for s in samples), default=0.0)
+                engine = cpu_seconds_of(engine_pids()) - engine_before + shim
+                values.append(("cpu.engine_seconds", engine, "s", None))
+            code = int(done.event[1])
+            output = inst.lines.output_between(ready, done)
+            values.append(("workload.exit_code", code, "1", None))
+            values += self._workload_values(workload, output, code)
+        except RuntimeFailure as exc:
+            values.append(("startup.ready_s", None, "s", str(exc)))
+        except Exception as exc:  # an engine error: this cell fails, the run goes on
+            values.append(("startup.ready_s", None, "s", f"{type(exc).__name__}: {exc}"))
+        finally:
+            if sampler is not None and sampler._thread.is_alive():
+                sampler.stop()
+            if inst is not None:
+                self.cleanup.release(inst.cleanup_token)
+        # Memory can be unmeasurable (an instance gone within one sampling interval);
+        # that is recorded, but the cell failed only if startup, CPU or the workload did.
+        if any(error for metric, *_, error in values if not metric.startswith("mem.")):
+            self.failed_cells.add(cell.name)
+        return [self._record(step, tags, m, v, u, e) for m, v, u, e in values]
+
+    @staticmethod
+    def _memory_values(summary: dict | None):
+        views = [("mem.cgroup_bytes", "cgroup_working_set"), ("mem.cgroup_peak_bytes", "cgroup_peak"),
+                 ("mem.pss_bytes", "pss"), ("mem.pss_peak_bytes", "pss_peak"),
+                 ("mem.uss_bytes", "uss"), ("mem.rss_bytes", "rss")]
+        for metric, key in views:
+            value = summary.get(key) if summary else None
+            yield metric, value, "bytes", None if value is not None else "no sample while it ran"
+
+    @staticmethod
+    def _workload_values(workload, output: str, code: int):
+        if code != 0:
+            tail = " | ".join(output.strip().splitlines()[-5:])
+            return [(f"workload.{workload.name}", None, "1", f"exit code {code}: {tail}")]
+        try:
+            return [(m.name, m.value, m.unit, None) for m in workload.parse(output)]
+        except ValueError as exc:
+            return [(f"workload.{workload.name}", None, "1", f"unparsable output: {exc}")]
+
+    def _record(self, step: Step, tags: dict, metric: str, value, unit: str,
+                error: str | None = None) -> Record:
+        cell = step.cell
+        return Record(run=self.run_id, scenario=self.scenario.name, cell=cell.name,
+                      workload=cell.workload.name, runtime=cell.runtime.name, kind=cell.runtime.kind,
+                      rep=step.rep, warmup=step.warmup, metric=metric,
+                      value=None if value is None else float(value), unit=unit, t=time.time(),
+                      image=self.context.image.digest, tags=tags, error=error)
+
+    @staticmethod
+    def _summary_line(label: str, records: list[Record]) -> str:
+        errors = [r.error for r in records if r.error and not r.metric.startswith("mem.")]
+        if errors:
+            return f"  {label}: [red]failed[/red] {errors[0][:200]}"
+        shown = {r.metric: r.value for r in records}
+        parts = [f"ready {shown['startup.ready_s']:.3f} s"]
+        if "workload.events_per_s" in shown:
+            parts.append(f"{shown['workload.events_per_s']:.0f} events/s")
+        if shown.get("mem.pss_bytes"):
+            parts.append(f"PSS {shown['mem.pss_bytes'] / 2**20:.1f} MiB")
+        return f"  {label}: " + ", ".join(parts)

@@ -1,0 +1,143 @@
+"""The one interface every runtime kind implements."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from bench.agent import LineReader
+from bench.cleanup import Cleanup
+from bench.collect.cgroups import Cgroup
+from bench.images import GuestImage
+from bench.params import Param
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpus: float
+    memory_mib: int
+
+
+@dataclass
+class RunContext:
+    """What runtimes share during one run."""
+
+    run_id: str
+    image: GuestImage
+    cleanup: Cleanup
+    workdir: Path  # per-run scratch (overlays, sockets), removed at the end
+
+    def cgroup_path(self, instance: str) -> str:
+        return f"cvbench/{self.run_id}/{instance}"
+
+
+@dataclass
+class Instance(ABC):
+    """A launched instance: its output lines, its cgroup and how to get rid of it."""
+
+    name: str
+    t_launch: float  # host monotonic time of the launch call
+    lines: LineReader | None = None
+    cgroup: Cgroup | None = None
+    phases: dict[str, float] = field(default_factory=dict)  # metric -> seconds
+    tags: dict = field(default_factory=dict)
+    cleanup_token: int = 0  # its entry in the run's Cleanup
+
+    def helper_pids(self) -> list[int]:
+        """Host processes outside the cgroup that serve the instance (a shim)."""
+        return []
+
+    @abstractmethod
+    def wait_gone(self, timeout: float) -> float:
+        """Block until the instance has exited; host monotonic time it was seen gone."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Kill if still running and release everything; safe to call twice."""
+
+
+class Runtime(ABC):
+    kind: ClassVar[str]
+    OPTIONS: ClassVar[dict[str, Param]] = {}
+    #: whether the instance runs its own kernel (its uptime at READY is a boot phase)
+    own_kernel: ClassVar[bool] = False
+
+    def __init__(self, name: str, options: dict, context: RunContext):
+        self.name = name
+        self.options = options
+        self.context = context
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise UserError naming what is missing here and how to fix it."""
+
+    def prepare(self) -> None:
+        """One-time work before the first launch (import an image, probe acceleration)."""
+
+    @abstractmethod
+    def launch(self, command: str, limits: Limits, instance: str) -> Instance:
+        """Start an instance running the agent with command; return once it is started."""
+
+    def _register(self, inst: Instance) -> Instance:
+        """Put the instance's release in the run's cleanup before it holds anything."""
+        inst.cleanup_token = self.context.cleanup.add(f"{self.name} {inst.name}", inst.close)
+        return inst
+
+    def describe(self) -> dict:
+        """Versions and settings for environment.json."""
+        return {"kind": self.kind, **self.options}
+
+    def tags(self) -> dict:
+        """Labels every record of this runtime carries."""
+        return {}
+
+
+def command_version(argv: list[str]) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else None
+
+
+@dataclass
+class ProcessInstance(Instance):
+    """An instance that is one host process tree in a cvbench cgroup (native, QEMU)."""
+
+    process: subprocess.Popen | None = None
+
+    def wait_gone(self, timeout: float) -> float:
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            from bench.errors import RuntimeFailure
+
+            raise RuntimeFailure(f"{self.name} did not exit within {timeout:.0f} s") from None
+        return time.monotonic()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.cgroup is not None and self.cgroup.exists():
+            self.cgroup.remove()
+        if self.process.stdout:
+            self.process.stdout.close()
+
+
+def spawn(argv: list[str]) -> subprocess.Popen:
+    """Start a process in its own session so a terminal Ctrl-C reaches cvbench, which
+    then cleans up, rather than killing the instance under the measurement."""
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def pipe_chunks(process: subprocess.Popen):
+    return iter(lambda: process.stdout.read1(65536), b"")

@@ -1,0 +1,188 @@
+"""qemu: a QEMU/KVM (or TCG) virtual machine booting the guest image, controlled over QMP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.agent import LineReader, kernel_cmdline_arg
+from bench.collect.cgroups import Cgroup
+from bench.errors import RuntimeFailure, UserError
+from bench.images import CACHE
+from bench.params import Param
+from bench.runtimes.base import (MiB, Limits, ProcessInstance, Runtime, command_version,
+                                 pipe_chunks, spawn)
+
+QEMU = "qemu-system-x86_64"
+ACCEL_CACHE = CACHE / "accel.json"
+# quiet: a serial console is slow under emulation, and kernel chatter would cost boot time.
+KERNEL_ARGS = "console=ttyS0 root=/dev/vda rw quiet panic=-1 init=/opt/cvbench/agent"
+
+
+@dataclass
+class VmInstance(ProcessInstance):
+    qmp: object = None
+    overlay: Path | None = None
+    qmp_socket: Path | None = None
+
+    def close(self) -> None:
+        if self.qmp is not None:
+            if self.process.poll() is None:
+                try:
+                    self.qmp.cmd("quit")  # let QEMU exit cleanly, then make sure
+                    self.process.wait(timeout=5)
+                except Exception:
+                    pass
+            try:
+                self.qmp.close()
+            except Exception:
+                pass
+            self.qmp = None
+        super().close()
+        for path in (self.overlay, self.qmp_socket):
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+
+class QemuRuntime(Runtime):
+    kind = "qemu"
+    own_kernel = True
+    OPTIONS = {
+        "machine": Param(str, "pc", "QEMU machine type", choices=("pc", "microvm")),
+        "accel": Param(str, "auto", "kvm, tcg (emulation) or auto: probe KVM, fall back to TCG",
+                       choices=("auto", "kvm", "tcg")),
+        "memory_headroom_mib": Param(int, 256, "cgroup memory for QEMU itself beyond guest RAM"),
+        "probe_timeout_s": Param(float, 60.0, "how long auto waits for a KVM guest to boot"),
+    }
+
+    def check(self) -> None:
+        missing = [t for t in (QEMU, "qemu-img") if not shutil.which(t)]
+        if missing:
+            raise UserError(f"qemu: {', '.join(missing)} not found",
+                            fix="apt-get install qemu-system-x86 qemu-utils")
+        if self.options["accel"] == "kvm" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            raise UserError("qemu: accel = \"kvm\" but /dev/kvm is missing or not accessible",
+                            fix="load kvm_intel/kvm_amd, or set accel = \"auto\"")
+
+    def prepare(self) -> None:
+        self.accel = self.options["accel"]
+        self.accel_reason = "set in the scenario"
+        if self.accel == "auto":
+            self.accel, self.accel_reason = self._probe_kvm()
+
+    @property
+    def emulated(self) -> bool:
+        return self.accel == "tcg"
+
+    def tags(self) -> dict:
+        return {"accel": self.accel, "emulated": self.emulated, "machine": self.options["machine"]}
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, **self.options, "accel_used": self.accel,
+                "accel_reason": self.accel_reason, "version": command_version([QEMU, "--version"])}
+
+    def launch(self, command: str, limits: Limits, instance: str, accel: str | None = None) -> VmInstance:
+        accel = accel or self.accel
+        workdir = self.context.workdir
+        t0 = time.monotonic()
+        # The cgroup limits guest RAM plus QEMU's own memory: a limit of exactly the
+        # guest size would let the OOM killer take QEMU itself.
+        headroom = self.options["memory_headroom_mib"]
+        cgroup = Cgroup.create(self.context.cgroup_path(instance), limits.cpus,
+                               (limits.memory_mib + headroom) * MiB)
+        inst = self._register(VmInstance(name=instance, t_launch=t0, cgroup=cgroup,
+                                         overlay=workdir / f"{instance}.qcow2",
+                                         qmp_socket=workdir / f"{instance}.qmp"))
+        inst.tags["memory_headroom_mib"] = headroom
+        image = self.context.image
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.disk),
+                        "-F", "raw", str(inst.overlay)], check=True)
+        t_overlay = time.monotonic()
+        inst.process = spawn(cgroup.enter_argv(
+            self._argv(instance, command, limits, accel, inst.overlay, inst.qmp_socket)))
+        inst.lines = LineReader(pipe_chunks(inst.process), instance)
+        inst.qmp = self._connect_qmp(inst)
+        t_vmm = time.monotonic()
+        inst.phases["startup.overlay_s"] = t_overlay - t0
+        inst.phases["startup.vmm_s"] = t_vmm - t_overlay
+        if accel == "kvm":
+            kvm = inst.qmp.cmd("query-kvm")
+            if not kvm.get("enabled"):
+                raise RuntimeFailure(f"{instance}: QEMU reports KVM not enabled: {kvm}")
+        return inst
+
+    def _argv(self, name, command, limits, accel, overlay, qmp_socket) -> list[str]:
+        machine = self.options["machine"]
+        disk_device = "virtio-blk-device" if machine == "microvm" else "virtio-blk-pci"
+        image = self.context.image
+        return [
+            QEMU, "-name", name, "-nodefaults", "-no-user-config", "-no-reboot",
+            "-display", "none", "-machine", machine, "-accel", accel,
+            "-cpu", "host" if accel == "kvm" else "max",
+            "-m", str(limits.memory_mib), "-smp", str(max(1, math.ceil(limits.cpus))),
+            "-kernel", str(image.kernel), "-initrd", str(image.initrd),
+            "-append", f"{KERNEL_ARGS} {kernel_cmdline_arg(command)}",
+            "-drive", f"file={overlay},if=none,id=root,format=qcow2",
+            "-device", f"{disk_device},drive=root",
+            "-serial", "stdio",
+            "-qmp", f"unix:{qmp_socket},server=on,wait=off",
+        ]
+
+    def _connect_qmp(self, inst: VmInstance, timeout: float = 10.0):
+        from qemu.qmp.legacy import QEMUMonitorProtocol
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if inst.process.poll() is not None:
+                raise RuntimeFailure(f"QEMU exited at start (code {inst.process.returncode}): "
+                                     f"{inst.lines.drain()[-600:]}")
+            if inst.qmp_socket.exists():
+                qmp = QEMUMonitorProtocol(str(inst.qmp_socket))
+                try:
+                    qmp.connect()
+                    return qmp
+                except Exception:  # socket not listening yet, or QEMU dying: look again
+                    qmp.close()
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(f"QEMU's QMP socket did not answer within {timeout:.0f} s")
+            time.sleep(0.01)
+
+    def _probe_kvm(self) -> tuple[str, str]:
+        """Can a KVM guest boot here, quickly? Remembered until the host reboots."""
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        key = f"{self.options['machine']}:{self.context.image.key}"
+        try:
+            cached = json.loads(ACCEL_CACHE.read_text())
+            if cached.get("boot_id") == boot_id and key in cached.get("results", {}):
+                accel, reason = cached["results"][key]
+                return accel, reason + " (remembered since this boot)"
+        except (OSError, ValueError):
+            cached = {}
+        accel, reason = self._boot_with_kvm()
+        results = cached.get("results", {}) if cached.get("boot_id") == boot_id else {}
+        results[key] = [accel, reason]
+        ACCEL_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        ACCEL_CACHE.write_text(json.dumps({"boot_id": boot_id, "results": results}))
+        return accel, reason
+
+    def _boot_with_kvm(self) -> tuple[str, str]:
+        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            return "tcg", "/dev/kvm missing or not accessible"
+        timeout = self.options["probe_timeout_s"]
+        print(f"[qemu] probing KVM: booting the guest once (up to {timeout:.0f} s)", flush=True)
+        inst = None
+        try:
+            inst = self.launch("true", Limits(1, 256), f"cvbench-kvm-probe-{os.getpid()}", accel="kvm")
+            ready = inst.lines.wait_for("READY", time.monotonic() + timeout)
+            return "kvm", f"a KVM guest reached READY in {ready.t - inst.t_launch:.1f} s"
+        except RuntimeFailure as exc:
+            return "tcg", f"KVM guest did not boot: {exc}"[:300]
+        finally:
+            if inst is not None:
+                self.context.cleanup.release(inst.cleanup_token)

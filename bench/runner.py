@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import fcntl
 import shutil
 import socket
 import sys
@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.cleanup import Cleanup, ignore_signals_during, signals_raise_interrupt
-from bench.collect.cgroups import Cgroup
+from bench.collect.cgroups import Cgroup, remove_if_empty
 from bench.collect.processes import cpu_seconds_of, engine_pids
 from bench.collect.sampler import Sampler, summarise
 from bench.errors import RuntimeFailure, UserError
@@ -52,6 +52,18 @@ def plan(scenario: Scenario) -> list[Step]:
     return [Step(c, i, i < scenario.warmup) for i in range(total) for c in cells]
 
 
+def run_is_live(run_id: str) -> bool:
+    """A run in progress holds an exclusive lock on its scratch folder's .lock."""
+    try:
+        with open(WORKDIR / run_id / ".lock") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+    except FileNotFoundError:
+        return False
+    except BlockingIOError:
+        return True
+
+
 def new_run_id() -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{socket.gethostname().split('.')[0]}"
@@ -79,9 +91,12 @@ class Runner:
         image = ensure_image()
         workdir = WORKDIR / self.run_id
         workdir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(workdir / ".lock", "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # tells doctor --clean this run is alive
+        self.cleanup.add("run lock", self._lock.close)
         self.cleanup.add("scratch folder", lambda: shutil.rmtree(workdir, ignore_errors=True))
         run_cgroup = Cgroup.create(f"cvbench/{self.run_id}")
-        self.cleanup.add("run cgroup", run_cgroup.remove)
+        self.cleanup.add("run cgroup", lambda: (run_cgroup.remove(), remove_if_empty("cvbench")))
         self.context = RunContext(self.run_id, image, self.cleanup, workdir)
         environment = {"run": self.run_id, "scenario": self.scenario.name,
                        "scenario_path": self.scenario.path, "scenario_text": self.scenario.text,

@@ -188,3 +188,13 @@ def _enable_v2_controllers(root: Path, relpath: str) -> None:
         parent = parent / part
         parent.mkdir(exist_ok=True)
     (parent / "cgroup.subtree_control").write_text(wanted)
+
+
+def remove_if_empty(relpath: str, root: Path = ROOT) -> None:
+    """Remove cvbench's top cgroup once no run uses it (another run may still)."""
+    dirs = [root / relpath] if cgroup_version(root) == 2 else [root / c / relpath for c in V1_CONTROLLERS]
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            pass

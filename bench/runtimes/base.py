@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -89,6 +90,15 @@ class Runtime(ABC):
         inst.cleanup_token = self.context.cleanup.add(f"{self.name} {inst.name}", inst.close)
         return inst
 
+    @contextmanager
+    def _launching(self, inst: Instance):
+        """A launch that fails half-way releases what it already holds."""
+        try:
+            yield inst
+        except BaseException:
+            self.context.cleanup.release(inst.cleanup_token)
+            raise
+
     def describe(self) -> dict:
         """Versions and settings for environment.json."""
         return {"kind": self.kind, **self.options}
@@ -96,6 +106,15 @@ class Runtime(ABC):
     def tags(self) -> dict:
         """Labels every record of this runtime carries."""
         return {}
+
+
+def run_tool(argv: list[str]) -> None:
+    """A helper program (qemu-img...) whose failure fails the instance, with its message."""
+    from bench.errors import RuntimeFailure
+
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeFailure(f"{argv[0]} failed: {(result.stderr or result.stdout).strip()[-400:]}")
 
 
 def command_version(argv: list[str]) -> str | None:
@@ -123,12 +142,12 @@ class ProcessInstance(Instance):
         return time.monotonic()
 
     def close(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
         if self.cgroup is not None and self.cgroup.exists():
             self.cgroup.remove()
-        if self.process.stdout:
+        if self.process is not None and self.process.stdout:
             self.process.stdout.close()
 
 

@@ -99,41 +99,42 @@ class DockerRuntime(Runtime):
     def launch(self, command: str, limits: Limits, instance: str) -> ContainerInstance:
         t0 = time.monotonic()
         inst = self._register(ContainerInstance(name=instance, t_launch=t0))
-        parent = None
-        if self.cgroup_driver == "cgroupfs":
-            # Our cgroup above the container's: its counters outlive the container.
-            relpath = self.context.cgroup_path(instance)
-            inst.cgroup = Cgroup.create(relpath)
-            parent = "/" + relpath
-        inst.container = self.client.containers.create(
-            self.context.image.docker_tag,
-            command=[AGENT_PATH, command],
-            name=instance,
-            labels={RUN_LABEL: self.context.run_id},
-            runtime=self.options["oci_runtime"],
-            network_mode=self.options["network"],
-            nano_cpus=int(limits.cpus * 1e9),
-            mem_limit=limits.memory_mib * 1024 * 1024,
-            memswap_limit=limits.memory_mib * 1024 * 1024,
-            cgroup_parent=parent,
-            detach=True,
-        )
-        t_created = time.monotonic()
-        # Attach before start so not a byte of output is missed.
-        stream = self.client.api.attach(inst.container.id, stdout=True, stderr=True,
-                                        stream=True, logs=True)
-        inst.lines = LineReader(stream, instance)
-        inst.container.start()
-        t_started = time.monotonic()
-        inst.phases["startup.create_s"] = t_created - t0
-        inst.phases["startup.start_s"] = t_started - t_created
-        inst.container.reload()
-        pid = inst.container.attrs["State"].get("Pid") or 0
-        if pid:
-            inst.shim_pid = find_ancestor(pid, "containerd-shim")
-            if inst.cgroup is None:  # systemd driver: read the container's own cgroup
-                try:
-                    inst.cgroup = Cgroup.of_pid(pid)
-                except (FileNotFoundError, KeyError):
-                    pass
+        with self._launching(inst):
+            parent = None
+            if self.cgroup_driver == "cgroupfs":
+                # Our cgroup above the container's: its counters outlive the container.
+                relpath = self.context.cgroup_path(instance)
+                inst.cgroup = Cgroup.create(relpath)
+                parent = "/" + relpath
+            inst.container = self.client.containers.create(
+                self.context.image.docker_tag,
+                command=[AGENT_PATH, command],
+                name=instance,
+                labels={RUN_LABEL: self.context.run_id},
+                runtime=self.options["oci_runtime"],
+                network_mode=self.options["network"],
+                nano_cpus=int(limits.cpus * 1e9),
+                mem_limit=limits.memory_mib * 1024 * 1024,
+                memswap_limit=limits.memory_mib * 1024 * 1024,
+                cgroup_parent=parent,
+                detach=True,
+            )
+            t_created = time.monotonic()
+            # Attach before start so not a byte of output is missed.
+            stream = self.client.api.attach(inst.container.id, stdout=True, stderr=True,
+                                            stream=True, logs=True)
+            inst.lines = LineReader(stream, instance)
+            inst.container.start()
+            t_started = time.monotonic()
+            inst.phases["startup.create_s"] = t_created - t0
+            inst.phases["startup.start_s"] = t_started - t_created
+            inst.container.reload()
+            pid = inst.container.attrs["State"].get("Pid") or 0
+            if pid:
+                inst.shim_pid = find_ancestor(pid, "containerd-shim")
+                if inst.cgroup is None:  # systemd driver: read the container's own cgroup
+                    try:
+                        inst.cgroup = Cgroup.of_pid(pid)
+                    except (FileNotFoundError, KeyError):
+                        pass
         return inst

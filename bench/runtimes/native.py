@@ -28,9 +28,10 @@ class NativeRuntime(Runtime):
         cgroup = Cgroup.create(self.context.cgroup_path(instance), limits.cpus,
                                limits.memory_mib * MiB)
         inst = self._register(ProcessInstance(name=instance, t_launch=t0, cgroup=cgroup))
-        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _ENTER_ROOT,
-                str(self.context.image.root), AGENT_PATH, command]
-        inst.process = spawn(cgroup.enter_argv(argv))
-        inst.lines = LineReader(pipe_chunks(inst.process), instance)
-        inst.phases["startup.spawn_s"] = time.monotonic() - t0
+        with self._launching(inst):
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _ENTER_ROOT,
+                    str(self.context.image.root), AGENT_PATH, command]
+            inst.process = spawn(cgroup.enter_argv(argv))
+            inst.lines = LineReader(pipe_chunks(inst.process), instance)
+            inst.phases["startup.spawn_s"] = time.monotonic() - t0
         return inst

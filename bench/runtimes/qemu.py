@@ -6,7 +6,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from bench.errors import RuntimeFailure, UserError
 from bench.images import CACHE
 from bench.params import Param
 from bench.runtimes.base import (MiB, Limits, ProcessInstance, Runtime, command_version,
-                                 pipe_chunks, spawn)
+                                 pipe_chunks, run_tool, spawn)
 
 QEMU = "qemu-system-x86_64"
 ACCEL_CACHE = CACHE / "accel.json"
@@ -99,22 +98,22 @@ class QemuRuntime(Runtime):
         inst = self._register(VmInstance(name=instance, t_launch=t0, cgroup=cgroup,
                                          overlay=workdir / f"{instance}.qcow2",
                                          qmp_socket=workdir / f"{instance}.qmp"))
-        inst.tags["memory_headroom_mib"] = headroom
-        image = self.context.image
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.disk),
-                        "-F", "raw", str(inst.overlay)], check=True)
-        t_overlay = time.monotonic()
-        inst.process = spawn(cgroup.enter_argv(
-            self._argv(instance, command, limits, accel, inst.overlay, inst.qmp_socket)))
-        inst.lines = LineReader(pipe_chunks(inst.process), instance)
-        inst.qmp = self._connect_qmp(inst)
-        t_vmm = time.monotonic()
-        inst.phases["startup.overlay_s"] = t_overlay - t0
-        inst.phases["startup.vmm_s"] = t_vmm - t_overlay
-        if accel == "kvm":
-            kvm = inst.qmp.cmd("query-kvm")
-            if not kvm.get("enabled"):
-                raise RuntimeFailure(f"{instance}: QEMU reports KVM not enabled: {kvm}")
+        with self._launching(inst):
+            inst.tags["memory_headroom_mib"] = headroom
+            run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.context.image.disk),
+                      "-F", "raw", str(inst.overlay)])
+            t_overlay = time.monotonic()
+            inst.process = spawn(cgroup.enter_argv(
+                self._argv(instance, command, limits, accel, inst.overlay, inst.qmp_socket)))
+            inst.lines = LineReader(pipe_chunks(inst.process), instance)
+            inst.qmp = self._connect_qmp(inst)
+            t_vmm = time.monotonic()
+            inst.phases["startup.overlay_s"] = t_overlay - t0
+            inst.phases["startup.vmm_s"] = t_vmm - t_overlay
+            if accel == "kvm":
+                kvm = inst.qmp.cmd("query-kvm")
+                if not kvm.get("enabled"):
+                    raise RuntimeFailure(f"{instance}: QEMU reports KVM not enabled: {kvm}")
         return inst
 
     def _argv(self, name, command, limits, accel, overlay, qmp_socket) -> list[str]:

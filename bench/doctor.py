@@ -1,0 +1,170 @@
+"""`cvbench doctor`: what is usable on this host, why not, and the fix; --clean for leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from bench.collect.cgroups import ROOT, V1_CONTROLLERS, Cgroup, cgroup_version
+from bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+def _which(program: str, package: str, purpose: str) -> Check:
+    path = shutil.which(program) or (f"/usr/sbin/{program}" if Path(f"/usr/sbin/{program}").exists() else None)
+    if path:
+        return Check(program, True, f"{path} ({purpose})")
+    return Check(program, False, f"not installed: needed for {purpose}", f"apt-get install {package}")
+
+
+def check_root() -> Check:
+    if os.geteuid() == 0:
+        return Check("root", True, "running as root: cgroups, chroot and image builds allowed")
+    return Check("root", False, "not root: cvbench creates cgroups and chroots", "run with sudo")
+
+
+def check_cgroups() -> Check:
+    version = cgroup_version()
+    where = ROOT if version == 2 else ", ".join(str(ROOT / c) for c in V1_CONTROLLERS)
+    writable = os.access(ROOT if version == 2 else ROOT / "memory", os.W_OK)
+    return Check("cgroups", writable, f"cgroup v{version} at {where}",
+                 None if writable else "run as root on a host with a writable cgroup file system")
+
+
+def check_docker() -> Check:
+    from bench.runtimes.docker import docker_client
+
+    try:
+        client = docker_client()
+    except UserError as exc:
+        return Check("docker", False, str(exc).split("\n")[0], exc.fix)
+    info = client.info()
+    return Check("docker", True, f"engine {info.get('ServerVersion')}, cgroup driver "
+                 f"{info.get('CgroupDriver')}, runtimes: {', '.join(info.get('Runtimes', {}))}")
+
+
+def check_runsc() -> Check:
+    if not shutil.which("runsc"):
+        return Check("runsc", False, "gVisor is not installed", "apt-get install runsc")
+    try:
+        runtimes = json.loads(Path("/etc/docker/daemon.json").read_text()).get("runtimes", {})
+    except (OSError, ValueError):
+        runtimes = {}
+    if "runsc" not in runtimes:
+        return Check("runsc", False, "installed but not registered with Docker",
+                     "cvbench doctor --fix (adds it to /etc/docker/daemon.json and reloads dockerd)")
+    return Check("runsc", True, f"registered: {runtimes['runsc']}")
+
+
+def check_kvm() -> Check:
+    from bench.runtimes.qemu import ACCEL_CACHE
+
+    if not os.path.exists("/dev/kvm"):
+        return Check("kvm", False, "no /dev/kvm: VMs will run emulated (TCG), labelled so",
+                     "enable virtualisation in the firmware, or load kvm_intel/kvm_amd")
+    try:
+        cached = json.loads(ACCEL_CACHE.read_text())
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        if cached.get("boot_id") == boot_id and cached.get("results"):
+            accel, reason = next(iter(cached["results"].values()))
+            return Check("kvm", accel == "kvm", f"probe since boot: {accel}: {reason[:160]}",
+                         None if accel == "kvm" else "VMs run emulated here (labelled so in reports)")
+    except (OSError, ValueError):
+        pass
+    return Check("kvm", True, "/dev/kvm present; the first run with accel = \"auto\" probes a boot")
+
+
+def checks() -> list[Check]:
+    return [
+        check_root(), check_cgroups(),
+        _which("mmdebstrap", "mmdebstrap", "building the guest image"),
+        _which("mke2fs", "e2fsprogs", "the VM disk"),
+        check_docker(), check_runsc(),
+        _which("qemu-system-x86_64", "qemu-system-x86", "VMs"),
+        _which("qemu-img", "qemu-utils", "per-VM copy-on-write overlays"),
+        check_kvm(),
+    ]
+
+
+def run_checks(fix: bool = False) -> int:
+    if fix:
+        from bench.hostsetup import ensure_host
+
+        ensure_host()
+    results = checks()
+    for check in results:
+        mark = "ok " if check.ok else "NO "
+        print(f"{mark} {check.name:<20} {check.detail}")
+        if check.fix and not check.ok:
+            print(f"    fix: {check.fix}")
+    # KVM missing is not an error: VMs still run, emulated and labelled.
+    blocking = [c for c in results if not c.ok and c.name != "kvm"]
+    return 1 if blocking else 0
+
+
+def clean_leftovers() -> list[str]:
+    """Remove what crashed or killed runs left: containers, VMs, cgroups, scratch disks.
+
+    Runs still in progress hold a lock on their scratch folder and are left alone.
+    """
+    from bench.runner import WORKDIR, run_is_live
+
+    done = []
+    try:
+        from bench.runtimes.docker import RUN_LABEL, docker_client
+
+        client = docker_client()
+        for container in client.containers.list(all=True, filters={"label": RUN_LABEL}):
+            if not run_is_live(container.labels[RUN_LABEL]):
+                container.remove(force=True)
+                done.append(f"removed container {container.name}")
+    except UserError as exc:
+        done.append(f"skipped containers: {str(exc).splitlines()[0]}")
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if (proc.info["name"] or "").startswith("qemu-system") and "cvbench.cmd=" in cmdline:
+            run = _run_of(proc.pid)
+            if run is None or not run_is_live(run):
+                proc.kill()
+                done.append(f"killed VM process {proc.pid}")
+    for path in _cvbench_cgroups():
+        if not run_is_live(path.name):
+            Cgroup(cgroup_version(), {"": path}).remove()
+            done.append(f"removed cgroup {path}")
+    if WORKDIR.exists():
+        for scratch in WORKDIR.iterdir():
+            if not run_is_live(scratch.name):
+                shutil.rmtree(scratch, ignore_errors=True)
+                done.append(f"removed scratch {scratch}")
+    return done or ["nothing left behind"]
+
+
+def _run_of(pid: int) -> str | None:
+    """The run id from a process's cgroup path (.../cvbench/RUN/INSTANCE)."""
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return None
+    for part in text.split("/cvbench/")[1:]:
+        return part.split("/")[0]
+    return None
+
+
+def _cvbench_cgroups() -> list[Path]:
+    bases = [ROOT / "cvbench"] if cgroup_version() == 2 else [ROOT / c / "cvbench" for c in V1_CONTROLLERS]
+    return [run for base in bases if base.exists() for run in base.iterdir() if run.is_dir()]
+
+

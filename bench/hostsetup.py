@@ -1,0 +1,130 @@
+"""Bring a host to the point where every runtime kind can run.
+
+On a Debian-family host as root it installs what is missing and starts dockerd;
+anywhere else it stops with the exact command to run. `python -m bench.hostsetup`
+is what `nox -s bench` and `nox -s tests` call first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.errors import UserError
+
+#: Debian package -> a program it provides
+PACKAGES = {
+    "docker.io": "dockerd",
+    "runsc": "runsc",
+    "qemu-system-x86": "qemu-system-x86_64",
+    "qemu-utils": "qemu-img",
+    "mmdebstrap": "mmdebstrap",
+    "e2fsprogs": "mke2fs",
+}
+DAEMON_JSON = Path("/etc/docker/daemon.json")
+DOCKERD_LOG = Path("/var/log/cvbench-dockerd.log")
+# ptrace works everywhere, nested virtualisation included; gVisor's own network
+# stack cannot start in the root network namespace, so the sandbox has none.
+RUNSC_CONFIG = {"path": "/usr/bin/runsc", "runtimeArgs": ["--platform=ptrace", "--network=none"]}
+
+
+def is_debian_root() -> bool:
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def missing_packages() -> list[str]:
+    return [pkg for pkg, program in PACKAGES.items() if not shutil.which(program)
+            and not Path("/usr/sbin", program).exists()]
+
+
+def install_packages(packages: list[str]) -> None:
+    command = "apt-get install -y " + " ".join(packages)
+    if not is_debian_root():
+        raise UserError(f"missing system packages: {', '.join(packages)}",
+                        fix=f"sudo apt-get update && sudo {command}")
+    print(f"[setup] installing {' '.join(packages)}", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
+        result = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise UserError(f"{' '.join(argv)} failed:\n{result.stderr[-1500:]}")
+
+
+def register_runsc() -> bool:
+    """Add runsc to the engine's runtimes unless the user already configured it."""
+    config = json.loads(DAEMON_JSON.read_text()) if DAEMON_JSON.exists() else {}
+    if "runsc" in config.get("runtimes", {}):
+        return False
+    if os.geteuid() != 0:
+        raise UserError(f"runsc is not registered in {DAEMON_JSON}",
+                        fix=f'add "runtimes": {{"runsc": {json.dumps(RUNSC_CONFIG)}}} there as root')
+    config.setdefault("runtimes", {})["runsc"] = RUNSC_CONFIG
+    DAEMON_JSON.parent.mkdir(parents=True, exist_ok=True)
+    DAEMON_JSON.write_text(json.dumps(config, indent=2) + "\n")
+    print(f"[setup] registered runsc in {DAEMON_JSON}", flush=True)
+    return True
+
+
+def docker_answers() -> bool:
+    result = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
+                            capture_output=True, text=True)
+    return result.returncode == 0
+
+
+def start_dockerd(timeout: float = 60.0) -> None:
+    if Path("/run/systemd/system").exists() and shutil.which("systemctl"):
+        subprocess.run(["systemctl", "start", "docker"], check=False)
+    else:
+        print(f"[setup] starting dockerd (log: {DOCKERD_LOG})", flush=True)
+        with open(DOCKERD_LOG, "ab") as log:
+            subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not docker_answers():
+        if time.monotonic() > deadline:
+            raise UserError(f"dockerd did not answer within {timeout:.0f} s",
+                            fix=f"read {DOCKERD_LOG}")
+        time.sleep(0.5)
+
+
+def reload_dockerd() -> None:
+    """dockerd re-reads its runtimes on SIGHUP."""
+    pids = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        os.kill(int(pid), signal.SIGHUP)
+    time.sleep(1)
+
+
+def ensure_host() -> None:
+    missing = missing_packages()
+    if missing:
+        install_packages(missing)
+    changed = register_runsc()
+    if not docker_answers():
+        if os.geteuid() != 0:
+            raise UserError("no Docker engine answers on /var/run/docker.sock",
+                            fix="sudo dockerd >/var/log/dockerd.log 2>&1 &  (or: sudo systemctl start docker)")
+        start_dockerd()
+    elif changed:
+        reload_dockerd()
+    print("[setup] host ready: docker, runsc, qemu and image tools present; dockerd answers",
+          flush=True)
+
+
+def main() -> int:
+    try:
+        ensure_host()
+    except UserError as exc:
+        print(f"cvbench setup: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Statistics on measured values: pure functions, no I/O, no plotting.
+
+Benchmarks here have few repetitions and skewed distributions (a slow first
+start, a noisy neighbour), so the centre is the median and its uncertainty is
+a percentile bootstrap, which assumes no distribution. Every bootstrap takes a
+seed so that a report rebuilt from the same records shows the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+RESAMPLES = 2000
+CONFIDENCE = 0.95
+SEED = 0
+
+# Iglewicz and Hoaglin: 0.6745 is the 0.75 quantile of the standard normal, which
+# makes the MAD comparable to a standard deviation; 1.2533 (sqrt(pi/2)) does the
+# same for the mean absolute deviation, used when more than half the values are equal.
+_MAD_SCALE = 0.6745
+_MEAN_AD_SCALE = 1.253314
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Centre and spread of one cell's values; ci_* bound the median."""
+
+    n: int
+    median: float
+    mean: float
+    stdev: float  # sample standard deviation (ddof=1); nan below two values
+    cv: float  # stdev / |mean|; nan below two values
+    p5: float
+    p95: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """value / baseline as a ratio of medians, with its bootstrap interval."""
+
+    ratio: float
+    ci_low: float
+    ci_high: float
+
+
+def clean(values: Iterable[float | None]) -> np.ndarray:
+    """The finite values as a float array: a failed measurement (None, nan) is no value."""
+    array = np.array([np.nan if v is None else v for v in values], dtype=float)
+    return array[np.isfinite(array)]
+
+
+def summary(values: Iterable[float | None], resamples: int = RESAMPLES, seed: int = SEED,
+            confidence: float = CONFIDENCE) -> Summary:
+    x = clean(values)
+    n = len(x)
+    if n == 0:
+        nan = math.nan
+        return Summary(0, nan, nan, nan, nan, nan, nan, nan, nan)
+    median = float(np.median(x))
+    mean = float(np.mean(x))
+    stdev = float(np.std(x, ddof=1)) if n > 1 else math.nan
+    p5, p95 = (float(p) for p in np.percentile(x, [5, 95]))
+    ci_low, ci_high = _bootstrap_ci(_bootstrap_medians(x, resamples, _rng(seed)), confidence)
+    return Summary(n, median, mean, stdev, _cv(stdev, mean), p5, p95, ci_low, ci_high)
+
+
+def ratio_ci(values: Iterable[float | None], baseline_values: Iterable[float | None],
+             resamples: int = RESAMPLES, seed: int = SEED,
+             confidence: float = CONFIDENCE) -> Ratio:
+    """median(values) / median(baseline_values), each side resampled on its own.
+
+    The two samples come from different instances, so they are not paired. nan
+    when either side is empty or the baseline median is zero.
+    """
+    x, base = clean(values), clean(baseline_values)
+    if len(x) == 0 or len(base) == 0 or np.median(base) == 0:
+        return Ratio(math.nan, math.nan, math.nan)
+    ratio = float(np.median(x) / np.median(base))
+    rng = _rng(seed)
+    numerators = _bootstrap_medians(x, resamples, rng)
+    denominators = _bootstrap_medians(base, resamples, rng)
+    usable = denominators != 0  # a zero-median resample has no ratio; drop it, not the interval
+    if not usable.any():
+        return Ratio(ratio, math.nan, math.nan)
+    ci_low, ci_high = _bootstrap_ci(numerators[usable] / denominators[usable], confidence)
+    return Ratio(ratio, ci_low, ci_high)
+
+
+def mad_outliers(values: Iterable[float | None], threshold: float = 3.5) -> np.ndarray:
+    """Boolean mask, one per input value: True where the modified z-score exceeds threshold.
+
+    A failed measurement (None, nan) is never an outlier. When more than half the
+    values are equal the MAD is zero; the mean absolute deviation takes its place,
+    and when that is zero too all values are equal and none is an outlier.
+    """
+    raw = np.array([np.nan if v is None else v for v in values], dtype=float)
+    mask = np.zeros(len(raw), dtype=bool)
+    finite = np.isfinite(raw)
+    x = raw[finite]
+    if len(x) < 3:  # with two values neither is more "outlying" than the other
+        return mask
+    deviation = np.abs(x - np.median(x))
+    mad = np.median(deviation)
+    if mad > 0:
+        score = _MAD_SCALE * deviation / mad
+    elif (mean_ad := np.mean(deviation)) > 0:
+        score = deviation / (_MEAN_AD_SCALE * mean_ad)
+    else:
+        return mask
+    mask[finite] = score > threshold
+    return mask
+
+
+def is_noisy(stats: Summary, cv_threshold: float = 0.05) -> bool:
+    """True when the coefficient of variation exceeds the threshold (5%, as Firecracker)."""
+    return not math.isnan(stats.cv) and stats.cv > cv_threshold
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _bootstrap_medians(x: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    indices = rng.integers(0, len(x), size=(resamples, len(x)))
+    return np.median(x[indices], axis=1)
+
+
+def _bootstrap_ci(estimates: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(estimates, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _cv(stdev: float, mean: float) -> float:
+    if math.isnan(stdev):
+        return math.nan
+    if stdev == 0:
+        return 0.0
+    return stdev / abs(mean) if mean != 0 else math.inf

@@ -24,11 +24,14 @@ class Cleanup:
             return self._next
 
     def release(self, token: int) -> None:
-        """Run one action now (normal teardown) and forget it."""
+        """Run one action now (normal teardown), then forget it; an action cut short
+        by a signal stays registered, so run_all finishes it."""
         with self._lock:
-            entry = self._actions.pop(token, None)
+            entry = self._actions.get(token)
         if entry:
             entry[1]()
+            with self._lock:
+                self._actions.pop(token, None)
 
     def run_all(self) -> list[str]:
         """Run every pending action; collect failures rather than stop at the first."""

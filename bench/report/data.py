@@ -1,0 +1,87 @@
+"""Selections from a run's records that both the figures and the page need."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+MiB = 2**20
+
+# What a startup phase measures, in the order it happens (DESIGN.md §5.3).
+PHASES = {
+    "startup.spawn_s": "process spawn",
+    "startup.create_s": "docker create",
+    "startup.start_s": "docker start",
+    "startup.overlay_s": "qcow2 overlay",
+    "startup.vmm_s": "QEMU spawn + QMP",
+    "startup.guest_uptime_s": "guest boot to READY (guest clock)",
+}
+
+# The instance runs longest under these workloads, so memory settles there.
+MEMORY_WORKLOADS = ("idle", "cpu")
+
+
+COLUMNS = ("run", "scenario", "cell", "workload", "runtime", "kind", "rep", "warmup", "metric",
+           "value", "unit", "t", "image", "error")
+
+
+def complete(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every record column, even when records.jsonl is empty."""
+    missing = [c for c in COLUMNS if c not in frame]
+    return frame.assign(**{c: None for c in missing}) if missing else frame
+
+
+def measured(frame: pd.DataFrame) -> pd.DataFrame:
+    """Values that count: no warm-ups, no failed measurements."""
+    if frame.empty or "value" not in frame:
+        return frame.iloc[0:0]
+    return frame[~frame["warmup"].eq(True) & frame["value"].notna()]
+
+
+def metric_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    rows = measured(frame)
+    return rows[rows["metric"] == metric] if not rows.empty else rows
+
+
+def in_order(column: pd.Series) -> list:
+    """Distinct values in order of first appearance: the order the scenario ran them."""
+    return list(dict.fromkeys(column.dropna()))
+
+
+def emulated_runtimes(frame: pd.DataFrame, environment: dict | None = None) -> set[str]:
+    """Runtimes whose VM ran under software emulation: tagged so, or TCG per environment.json."""
+    found = set()
+    if "tag.emulated" in frame:
+        flagged = frame[frame["tag.emulated"].eq(True)]
+        found |= set(flagged["runtime"])
+    for name, settings in ((environment or {}).get("runtimes") or {}).items():
+        if isinstance(settings, dict) and settings.get("accel_used") == "tcg":
+            found.add(name)
+    return found
+
+
+def runtime_label(runtime: str, emulated: set[str]) -> str:
+    return f"{runtime} (emulated)" if runtime in emulated else runtime
+
+
+def baseline_runtime(frame: pd.DataFrame) -> str | None:
+    """The first native runtime: the reference every ratio is taken against."""
+    if frame.empty or "kind" not in frame:
+        return None
+    native = frame[frame["kind"] == "native"]
+    return native["runtime"].iloc[0] if not native.empty else None
+
+
+def memory_workload(frame: pd.DataFrame) -> str | None:
+    """The workload whose instances live longest, among those with memory values."""
+    rows = measured(frame)
+    if rows.empty:
+        return None
+    with_memory = in_order(rows.loc[rows["metric"].isin(["mem.cgroup_bytes", "mem.pss_bytes"]),
+                                    "workload"])
+    for preferred in MEMORY_WORKLOADS:
+        if preferred in with_memory:
+            return preferred
+    exits = rows[(rows["metric"] == "startup.exit_s") & rows["workload"].isin(with_memory)]
+    if not exits.empty:
+        return exits.groupby("workload")["value"].median().idxmax()
+    return with_memory[0] if with_memory else None

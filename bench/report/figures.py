@@ -1,0 +1,256 @@
+"""The report's figures: one function per figure, DataFrame in, PNG out.
+
+Each function takes the run's frame (as results.load_frame gives it, warm-ups
+included: they are dropped here) and a target path, and returns the path, or
+None when the run holds no data for that figure. Figures are drawn on the Agg
+canvas directly, without pyplot, so no global state or display is involved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from bench import stats
+from bench.report.data import (PHASES, MiB, baseline_runtime, emulated_runtimes, in_order,
+                               measured, memory_workload, metric_values, runtime_label)
+
+SIZE = (8, 4.5)  # inches
+DPI = 110
+LOG_SPREAD = 10  # a log axis once the slowest runtime is this many times the fastest
+REST_COLOUR = "#cccccc"
+REST_LABEL = "rest until READY on host"
+
+
+def startup_figure(frame: pd.DataFrame, path: Path) -> Path | None:
+    """startup.ready_s per runtime: box plot with every instance as a point, a panel per workload."""
+    rows = metric_values(frame, "startup.ready_s")
+    if rows.empty:
+        return None
+    emulated = emulated_runtimes(frame)
+    workloads = in_order(rows["workload"])
+    fig, axes = _figure(len(workloads))
+    for ax, workload in zip(axes, workloads):
+        runtimes, groups = _groups(rows[rows["workload"] == workload], in_order(frame["runtime"]))
+        _box_with_points(ax, groups)
+        _runtime_ticks(ax, runtimes, emulated)
+        medians = [np.median(g) for g in groups]
+        if min(medians) > 0 and max(medians) / min(medians) > LOG_SPREAD:
+            _log_axis(ax)
+        ax.set_title(f"workload {workload}")
+        ax.grid(axis="y", alpha=0.3, which="both")
+    axes[0].set_ylabel("launch call to READY on the host (s)")
+    fig.suptitle("Startup time per runtime (each point one instance)")
+    return _save(fig, path)
+
+
+def phases_figure(frame: pd.DataFrame, path: Path) -> Path | None:
+    """Median startup phases per runtime, stacked in the order they happen, up to READY.
+
+    One row per runtime, each on its own time scale: startups differ by orders of
+    magnitude, and on a shared axis the fast runtimes' phases would be invisible.
+    """
+    rows = measured(frame)
+    if rows.empty or not rows["metric"].isin(PHASES).any():
+        return None
+    emulated = emulated_runtimes(frame)
+    runtimes = [r for r in in_order(frame["runtime"])
+                if ((rows["runtime"] == r) & rows["metric"].isin(PHASES)).any()]
+    height = max(SIZE[1], 1.5 + 0.8 * len(runtimes))
+    fig = Figure(figsize=(SIZE[0], height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(runtimes), 1, squeeze=False)[:, 0]
+    colours = dict(zip(PHASES, _colours(len(PHASES))))
+    legend: dict[str, object] = {}
+    for ax, runtime in zip(axes, runtimes):
+        medians = rows[rows["runtime"] == runtime].groupby("metric")["value"].median()
+        segments = [(PHASES[m], medians[m], colours[m]) for m in PHASES if m in medians]
+        ready = medians.get("startup.ready_s")
+        covered = sum(width for _, width, _ in segments)
+        if ready is not None and ready > covered:
+            # What no phase covers: the agent's own start, and the READY line's trip to the host
+            segments.append((REST_LABEL, ready - covered, REST_COLOUR))
+        left = 0.0
+        for label, width, colour in segments:
+            legend[label] = ax.barh(0, width, left=left, color=colour, height=0.6)
+            left += width
+        total = ready if ready is not None else left
+        ax.text(left, 0, f"  READY {_seconds(total)}" if ready is not None else "", va="center",
+                fontsize=8)
+        ax.set_yticks([0], [runtime_label(runtime, emulated)])
+        ax.set_xlim(0, max(left, total) * 1.25)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _seconds(v)))
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel("time since the launch call (each row on its own scale; medians, "
+                        "all workloads)")
+    names = [n for n in [*PHASES.values(), REST_LABEL] if n in legend]  # in the order they happen
+    fig.legend([legend[n] for n in names], names, loc="outside lower center", ncols=3, fontsize=8)
+    fig.suptitle("Startup phases per runtime")
+    return _save(fig, path)
+
+
+MEMORY_VIEWS = {
+    "mem.cgroup_bytes": "cgroup working set",
+    "mem.pss_bytes": "PSS of host processes",
+}
+
+
+def memory_figure(frame: pd.DataFrame, path: Path) -> Path | None:
+    """Both memory views per runtime, side by side, for the longest-running workload."""
+    workload = memory_workload(frame)
+    if workload is None:
+        return None
+    rows = measured(frame)
+    rows = rows[rows["workload"] == workload]
+    emulated = emulated_runtimes(frame)
+    fig, axes = _figure(len(MEMORY_VIEWS), sharey=True)
+    for ax, (metric, view) in zip(axes, MEMORY_VIEWS.items()):
+        runtimes, groups = _groups(rows[rows["metric"] == metric], in_order(frame["runtime"]))
+        if groups:
+            _bars_with_ci(ax, [g / MiB for g in groups])
+            _runtime_ticks(ax, runtimes, emulated)
+        else:
+            ax.text(0.5, 0.5, "no values", ha="center", transform=ax.transAxes)
+        ax.set_title(view)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("MiB per instance (median after READY)")
+    fig.suptitle(f"Memory per instance, workload {workload}: cgroup working set vs PSS")
+    return _save(fig, path)
+
+
+def cpu_figure(frame: pd.DataFrame, path: Path) -> Path | None:
+    """workload.events_per_s per runtime with 95% CIs, and its ratio to native."""
+    rows = metric_values(frame, "workload.events_per_s")
+    if rows.empty:
+        return None
+    emulated = emulated_runtimes(frame)
+    baseline = baseline_runtime(frame)
+    workloads = in_order(rows["workload"])
+    cells = [(w, r) for w in workloads for r in in_order(frame["runtime"])
+             if ((rows["workload"] == w) & (rows["runtime"] == r)).any()]
+    values = [_values(rows, w, r) for w, r in cells]
+    labels = [runtime_label(r, emulated) if len(workloads) == 1
+              else f"{w}@{runtime_label(r, emulated)}" for w, r in cells]
+    has_baseline = any(r == baseline for _, r in cells)
+    fig, axes = _figure(2 if has_baseline else 1)
+    _bars_with_ci(axes[0], values)
+    _ticks(axes[0], labels)
+    axes[0].set_ylabel("events per second (1/s)")
+    axes[0].set_title("throughput, median and 95% CI")
+    if has_baseline:
+        # The baseline's own ratio is 1 by definition: the dashed line stands for it
+        compared = [i for i, (_, r) in enumerate(cells) if r != baseline]
+        ratios = [stats.ratio_ci(values[i], _values(rows, cells[i][0], baseline)) for i in compared]
+        _ratio_panel(axes[1], ratios, [labels[i] for i in compared])
+    for ax in axes:
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("CPU throughput per runtime (higher is better)")
+    return _save(fig, path)
+
+
+# -- drawing helpers ------------------------------------------------------------------
+
+
+def _figure(panels: int, sharey: bool = False):
+    fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, panels, sharey=sharey, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def _groups(rows: pd.DataFrame, order: list[str]) -> tuple[list[str], list[np.ndarray]]:
+    """Runtimes with values, in run order, and their values."""
+    runtimes = [r for r in order if (rows["runtime"] == r).any()]
+    return runtimes, [rows.loc[rows["runtime"] == r, "value"].to_numpy(float) for r in runtimes]
+
+
+def _values(rows: pd.DataFrame, workload: str, runtime: str | None) -> np.ndarray:
+    mine = rows[(rows["workload"] == workload) & (rows["runtime"] == runtime)]
+    return mine["value"].to_numpy(float)
+
+
+def _jitter(n: int, seed: int) -> np.ndarray:
+    # Seeded, so a rebuilt figure is the same picture
+    return np.random.default_rng(seed).uniform(-0.12, 0.12, n)
+
+
+def _points(ax, position: int, values: np.ndarray) -> None:
+    ax.scatter(position + _jitter(len(values), position), values, s=14, color="black",
+               alpha=0.6, zorder=3)
+
+
+def _box_with_points(ax, groups: list[np.ndarray]) -> None:
+    ax.boxplot(groups, positions=range(len(groups)), widths=0.5, showfliers=False,
+               medianprops={"color": "tab:orange", "linewidth": 2})
+    for position, values in enumerate(groups):
+        _points(ax, position, values)
+
+
+def _bars_with_ci(ax, groups: list[np.ndarray]) -> None:
+    summaries = [stats.summary(g) for g in groups]
+    medians = [s.median for s in summaries]
+    ax.bar(range(len(groups)), medians, width=0.6, color="tab:blue", alpha=0.6)
+    ax.errorbar(range(len(groups)), medians, yerr=_yerr(summaries), fmt="none", ecolor="black",
+                capsize=5)
+    for position, values in enumerate(groups):
+        _points(ax, position, values)
+
+
+def _ratio_panel(ax, ratios: list[stats.Ratio], labels: list[str]) -> None:
+    positions = range(len(ratios))
+    ax.errorbar(positions, [r.ratio for r in ratios], yerr=_yerr(ratios, centre="ratio"),
+                fmt="o", color="tab:blue", ecolor="black", capsize=5)
+    ax.axhline(1.0, linestyle="--", color="grey", label="native")
+    ax.margins(x=0.2)
+    _ticks(ax, labels)
+    ax.set_ylabel("ratio to native (1 = native speed)")
+    ax.set_title("ratio of medians to native, 95% CI")
+
+
+def _yerr(items, centre: str = "median") -> np.ndarray:
+    """Distances from the centre to the CI bounds; 0 where there is no interval."""
+    below = [getattr(i, centre) - i.ci_low for i in items]
+    above = [i.ci_high - getattr(i, centre) for i in items]
+    return np.clip(np.nan_to_num(np.array([below, above])), 0, None)
+
+
+def _log_axis(ax) -> None:
+    """A log y axis labelled in plain numbers, minor ticks at 2 and 5 of each decade."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(
+        lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v))) in (2, 5) else ""))
+
+
+def _runtime_ticks(ax, runtimes: list[str], emulated: set[str]) -> None:
+    _ticks(ax, [runtime_label(r, emulated) for r in runtimes])
+
+
+def _ticks(ax, labels: list[str]) -> None:
+    # A panel is a fraction of the figure's width: slant labels before they collide
+    panels = len(ax.figure.axes)
+    long = sum(len(label) + 2 for label in labels) * panels > 60
+    ax.set_xticks(range(len(labels)), labels, rotation=20 if long else 0,
+                  ha="right" if long else "center")
+
+
+def _colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    return [colormaps["tab10"](i) for i in range(n)]
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"

@@ -1,0 +1,305 @@
+"""report.html: one self-contained page over a results folder (DESIGN.md §6).
+
+Everything shown is computed from records.jsonl and environment.json, so the
+page can be rebuilt at any time, also from a partial or interrupted run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from bench import stats
+from bench.report import figures
+from bench.report.data import (MiB, baseline_runtime, complete, emulated_runtimes, in_order,
+                               memory_workload, runtime_label)
+from bench.results import load_frame, read_environment
+
+REPORT = "report.html"
+FIGURES_DIR = "figures"
+TEMPLATES = Path(__file__).parent / "templates"
+
+# The metrics of the summary table, and the unit each is shown in.
+KEY_METRICS = {
+    "startup.ready_s": "s",
+    "startup.exit_s": "s",
+    "mem.cgroup_bytes": "MiB",
+    "mem.pss_bytes": "MiB",
+    "cpu.seconds": "s",
+    "workload.events_per_s": "1/s",
+}
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str
+    draw: Callable[[pd.DataFrame, Path], Path | None]
+    caption: Callable[[pd.DataFrame], str]
+
+
+FIGURES = [
+    FigureSpec("startup.png", figures.startup_figure, lambda frame: (
+        "Time from the launch call to the agent's READY line reaching the host, per runtime and "
+        "workload: each point is one instance, the box spans the quartiles, and the axis turns "
+        "logarithmic where runtimes differ more than tenfold.")),
+    FigureSpec("startup_phases.png", figures.phases_figure, lambda frame: (
+        "Median startup phases per runtime over all workloads, stacked in the order they happen; "
+        "grey is the time to READY that no phase covers, and a VM's boot is timed by the guest's "
+        "own clock.")),
+    FigureSpec("memory.png", figures.memory_figure, lambda frame: (
+        f"Memory per instance for workload {memory_workload(frame)}, two views side by side: the "
+        "cgroup working set (usage less inactive file cache) and the PSS summed over the "
+        "instance's host processes (shims, sandbox and VMM included), medians after READY with "
+        "95% CIs.")),
+    FigureSpec("cpu_throughput.png", figures.cpu_figure, lambda frame: (
+        "CPU throughput (sysbench events per second) per runtime with the 95% CI of the median, "
+        "and, where the run has a native runtime, the ratio of medians to native with its "
+        "bootstrap CI (dashed line: native speed).")),
+]
+
+
+def build_report(directory: Path) -> Path:
+    """Write DIR/figures/*.png and DIR/report.html from DIR's records; return the page's path."""
+    directory = Path(directory)
+    frame = complete(load_frame(directory))
+    environment = read_environment(directory)
+    drawn = draw_figures(frame, directory / FIGURES_DIR)
+    template = Environment(loader=FileSystemLoader(TEMPLATES),
+                           autoescape=select_autoescape(["html"])).get_template(REPORT)
+    page = template.render(**page_context(frame, environment, drawn))
+    path = directory / REPORT
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def draw_figures(frame: pd.DataFrame, folder: Path) -> list[dict]:
+    """The figures there is data for; a stale PNG of one there is none for is removed."""
+    drawn = []
+    for spec in FIGURES:
+        target = folder / spec.name
+        if spec.draw(frame, target) is None:
+            target.unlink(missing_ok=True)
+            continue
+        drawn.append({"src": f"{FIGURES_DIR}/{spec.name}", "caption": spec.caption(frame)})
+    return drawn
+
+
+def page_context(frame: pd.DataFrame, environment: dict, drawn: list[dict]) -> dict:
+    emulated = emulated_runtimes(frame, environment)
+    baseline = baseline_runtime(frame)
+    return {
+        "run": environment.get("run") or _first(frame["run"]) or "unknown run",
+        "scenario": environment.get("scenario") or _first(frame["scenario"]) or "unknown",
+        "status": run_status(frame, environment),
+        "emulated": [r for r in runtime_order(frame, environment) if r in emulated],
+        "unusable": environment.get("unusable_runtimes") or {},
+        "failures": failures(frame),
+        "missing_values": missing_values(frame),
+        "missing_cells": missing_cells(frame, environment),
+        "baseline": baseline,
+        "cells": summary_cells(frame, baseline, emulated),
+        "figures": drawn,
+        "host": host_rows(environment),
+        "runtimes": runtime_rows(environment, runtime_order(frame, environment)),
+        "scenario_text": environment.get("scenario_text"),
+    }
+
+
+# -- run state and what went wrong ----------------------------------------------------
+
+
+def run_status(frame: pd.DataFrame, environment: dict) -> dict:
+    warmups = frame[frame["warmup"].eq(True)]
+    return {
+        "started": _utc(environment.get("started")),
+        "finished": _utc(environment.get("finished")),
+        "interrupted": bool(environment.get("interrupted")),
+        "quick": bool(environment.get("quick")),
+        "records": len(frame),
+        "warmup_instances": len(warmups[["cell", "rep"]].drop_duplicates()),
+        "warmup_records": len(warmups),
+    }
+
+
+def failures(frame: pd.DataFrame) -> list[dict]:
+    """Failed instances by cell and error: a failed startup, CPU or workload measurement.
+
+    Memory alone does not fail an instance (runner.py): one can be gone within a sampling
+    interval; those gaps are listed by missing_values.
+    """
+    failed = frame[frame["error"].notna() & ~frame["metric"].astype(str).str.startswith("mem.")]
+    return _count_instances(failed, ["cell", "error"])
+
+
+def missing_values(frame: pd.DataFrame) -> list[dict]:
+    missing = frame[frame["error"].notna() & frame["metric"].astype(str).str.startswith("mem.")]
+    return _count_instances(missing, ["cell", "metric", "error"])
+
+
+def _count_instances(rows: pd.DataFrame, keys: list[str]) -> list[dict]:
+    out = []
+    for key, group in rows.groupby(keys, sort=False):
+        instances = group[["rep", "warmup"]].drop_duplicates()
+        out.append({**dict(zip(keys, key)), "instances": len(instances),
+                    "warmups": int(instances["warmup"].eq(True).sum())})
+    return out
+
+
+def missing_cells(frame: pd.DataFrame, environment: dict) -> list[str]:
+    """Cells the scenario asked for that left no record at all (an interrupted run)."""
+    try:
+        workloads = list(tomllib.loads(environment.get("scenario_text") or "").get("workloads", {}))
+    except tomllib.TOMLDecodeError:
+        return []
+    seen = set(frame["cell"])
+    return [f"{w}@{r}" for w in workloads for r in runtime_order(frame, environment)
+            if f"{w}@{r}" not in seen]
+
+
+def runtime_order(frame: pd.DataFrame, environment: dict) -> list[str]:
+    """Runtimes in the order the records show them, then any only environment.json knows."""
+    known = list(environment.get("runtimes") or {}) + list(environment.get("unusable_runtimes") or {})
+    return list(dict.fromkeys(in_order(frame["runtime"]) + known))
+
+
+# -- the summary table ------------------------------------------------------------------
+
+
+def summary_cells(frame: pd.DataFrame, baseline: str | None, emulated: set[str]) -> list[dict]:
+    """One entry per cell (workload@runtime) in run order, with a row per key metric it has."""
+    counted = frame[~frame["warmup"].eq(True)]
+    cells = []
+    for workload in in_order(frame["workload"]):
+        for runtime in in_order(frame["runtime"]):
+            mine = counted[(counted["workload"] == workload) & (counted["runtime"] == runtime)]
+            if mine.empty:
+                continue
+            native = counted[(counted["workload"] == workload) & (counted["runtime"] == baseline)]
+            rows = [metric_row(metric, mine, native, runtime == baseline)
+                    for metric in KEY_METRICS if (mine["metric"] == metric).any()]
+            cells.append({"name": f"{workload}@{runtime_label(runtime, emulated)}", "rows": rows,
+                          "has_baseline": baseline is not None})
+    return cells
+
+
+def metric_row(metric: str, cell: pd.DataFrame, native: pd.DataFrame, is_baseline: bool) -> dict:
+    unit = KEY_METRICS[metric]
+    scale = MiB if unit == "MiB" else 1
+    attempts = cell.loc[cell["metric"] == metric, "value"]
+    values = attempts.dropna().to_numpy(float) / scale
+    summary = stats.summary(values)
+    outliers = int(stats.mad_outliers(values).sum())
+    return {
+        "metric": metric,
+        "unit": unit,
+        "median": _number(summary.median),
+        "ci": _interval(summary.ci_low, summary.ci_high),
+        "n": summary.n,
+        "attempts": len(attempts),
+        "ratio": _ratio(metric, values, native, scale, is_baseline),
+        "cv": "—" if math.isnan(summary.cv) else f"{summary.cv:.1%}",
+        "noisy": stats.is_noisy(summary),
+        "outliers": outliers,
+    }
+
+
+def _ratio(metric: str, values, native: pd.DataFrame, scale: float, is_baseline: bool) -> str:
+    if is_baseline:
+        return "baseline"
+    if native.empty:
+        return "—"
+    baseline_values = native.loc[native["metric"] == metric, "value"].dropna().to_numpy(float)
+    ratio = stats.ratio_ci(values, baseline_values / scale)
+    if math.isnan(ratio.ratio):
+        return "—"
+    return f"{ratio.ratio:.2f}× {_interval(ratio.ci_low, ratio.ci_high, digits=2)}"
+
+
+# -- environment ------------------------------------------------------------------------
+
+
+def host_rows(environment: dict) -> list[tuple[str, str]]:
+    host = environment.get("host") or {}
+    image = environment.get("image") or {}
+    memory = host.get("memory_bytes")
+    rows = [
+        ("host", host.get("hostname")),
+        ("operating system", host.get("os")),
+        ("kernel", host.get("kernel")),
+        ("CPU", f"{host.get('cpu_model')} × {host.get('cpu_count')}" if host else None),
+        ("memory", f"{memory / 2**30:.1f} GiB" if memory else None),
+        ("cgroup version", host.get("cgroup_version")),
+        ("/dev/kvm present", host.get("kvm_device")),
+        ("cvbench", host.get("cvbench")),
+        ("Python", host.get("python")),
+        ("guest image digest", image.get("digest")),
+        ("guest kernel", image.get("kernel_release")),
+        ("scenario file", environment.get("scenario_path")),
+    ]
+    return [(name, "not recorded" if value is None else str(value)) for name, value in rows]
+
+
+def runtime_rows(environment: dict, order: list[str]) -> list[dict]:
+    described = environment.get("runtimes") or {}
+    unusable = environment.get("unusable_runtimes") or {}
+    rows = []
+    for name in order:
+        settings = dict(described.get(name) or {})
+        accel, why = settings.pop("accel_used", None), settings.pop("accel_reason", None)
+        rows.append({
+            "name": name,
+            "kind": settings.pop("kind", ""),
+            "settings": [(k, _setting(v)) for k, v in sorted(settings.items())],
+            "accel": accel or "",
+            "why": why or "",
+            "unusable": unusable.get(name),
+        })
+    return rows
+
+
+# -- formatting -------------------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    if magnitude >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def _interval(low: float, high: float, digits: int | None = None) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return "—"
+    if digits is not None:
+        return f"[{low:.{digits}f}, {high:.{digits}f}]"
+    return f"[{_number(low)}, {_number(high)}]"
+
+
+def _setting(value) -> str:
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def _utc(timestamp) -> str | None:
+    if timestamp is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _first(column: pd.Series):
+    values = in_order(column)
+    return values[0] if values else None

@@ -1,0 +1,51 @@
+"""Sessions: bench (default scenario + report), tests, regress-free lint, report.
+
+Each session first brings the host up (python -m bench.hostsetup): on a Debian-family
+host as root it installs docker.io, runsc, QEMU and the image tools and starts dockerd;
+elsewhere it names the exact command to run.
+"""
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _setup_host(session):
+    session.run("python", "-m", "bench.hostsetup")
+
+
+@nox.session
+def bench(session):
+    """Run scenarios/default.toml (or the scenario given after --) and write its report."""
+    session.install("-e", ".")
+    _setup_host(session)
+    args = session.posargs or ["scenarios/default.toml"]
+    session.run("cvbench", "run", *args)
+
+
+@nox.session
+def tests(session):
+    """Unit tests on golden data, integration tests on the real engines, benchmarks."""
+    session.install("-e", ".[test]")
+    _setup_host(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def report(session):
+    """Rebuild the report of a results folder (default: the newest under results/)."""
+    session.install("-e", ".")
+    runs = sorted(p for p in Path("results").iterdir() if (p / "records.jsonl").exists())
+    target = session.posargs[0] if session.posargs else (str(runs[-1]) if runs else None)
+    if target is None:
+        session.error("no run under results/: run nox -s bench first")
+    session.run("cvbench", "report", target)
+
+
+@nox.session
+def lint(session):
+    session.install("ruff")
+    session.run("ruff", "check", "bench", "tests", "noxfile.py")

@@ -1,0 +1,100 @@
+"""Faults on the real engines: a runtime that cannot start, a workload that hangs,
+SIGINT and SIGTERM in the middle of a run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from .helpers import REPO, cvbench, leftovers, records
+
+pytestmark = pytest.mark.integration
+
+FAULTY = """
+name = "faulty"
+reps = 1
+warmup = 0
+timeout_s = 4
+[runtimes.native]
+kind = "native"
+[runtimes.bogus]
+kind = "docker"
+oci_runtime = "no-such-runtime"
+[workloads.hang]
+workload = "idle"
+seconds = 60
+[workloads.noop]
+"""
+
+
+def test_unusable_runtime_and_hang_are_recorded_and_the_run_goes_on(tmp_path):
+    scenario = tmp_path / "faulty.toml"
+    scenario.write_text(FAULTY)
+    out = tmp_path / "run"
+    result = cvbench("run", scenario, "--out", out, timeout=300)
+    assert result.returncode == 2, result.stderr  # a runtime was unusable
+    assert "no-such-runtime" in result.stderr and "daemon.json" in result.stderr
+    rows = records(out)
+    bogus = [r for r in rows if r["runtime"] == "bogus"]
+    assert {r["cell"] for r in bogus} == {"hang@bogus", "noop@bogus"}
+    assert all(r["value"] is None and "no-such-runtime" in r["error"] for r in bogus)
+    hang = [r for r in rows if r["cell"] == "hang@native"]
+    assert len(hang) == 1 and hang[0]["value"] is None and "timed out" in hang[0]["error"]
+    noop = {r["metric"]: r["value"] for r in rows if r["cell"] == "noop@native"}
+    assert noop["startup.ready_s"] > 0  # the run went on after the hang
+    assert leftovers(json.loads((out / "environment.json").read_text())["run"]) == []
+    assert (out / "report.html").exists()
+
+
+def _start(out):
+    return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "scenarios/smoke.toml",
+                             "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _running_vm():
+    return any("cvbench.cmd=" in " ".join(p.info["cmdline"] or []) and
+               (p.info["name"] or "").startswith("qemu") for p in psutil.process_iter(["name", "cmdline"]))
+
+
+def _running_container():
+    return bool(subprocess.run(["docker", "ps", "-q", "--filter", "label=cvbench.run"],
+                               capture_output=True, text=True).stdout.strip())
+
+
+@pytest.mark.parametrize("sig, busy", [(signal.SIGINT, _running_vm), (signal.SIGTERM, _running_container)],
+                         ids=["sigint-during-vm", "sigterm-during-container"])
+def test_signal_mid_run_cleans_up_and_keeps_records(tmp_path, sig, busy):
+    out = tmp_path / "run"
+    proc = _start(out)
+    try:
+        _wait_for(lambda: (out / "records.jsonl").exists() and busy(), 180, "an instance to be running")
+        os.killpg(proc.pid, sig)  # as a terminal Ctrl-C reaches the whole process group
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output
+    assert "interrupted" in output
+    env = json.loads((out / "environment.json").read_text())
+    assert env["interrupted"] is True
+    assert leftovers(env["run"]) == []
+    kept = records(out)
+    assert kept and all(r["run"] == env["run"] for r in kept)
+    report = cvbench("report", out)
+    assert report.returncode == 0, report.stderr
+    assert (out / "report.html").exists()

@@ -1,0 +1,88 @@
+"""scenarios/smoke.toml end to end on the real engines: native, runc, runsc and qemu."""
+
+import json
+import re
+
+import pytest
+
+from .helpers import cvbench, leftovers, records
+
+pytestmark = pytest.mark.integration
+RUNTIMES = ("native", "runc", "runsc", "qemu")
+REQUIRED = ("startup.ready_s", "startup.exit_s", "mem.cgroup_bytes", "mem.pss_bytes", "cpu.seconds")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    result = cvbench("run", "scenarios/smoke.toml", "--out", out, timeout=900)
+    print(result.stdout[-3000:], result.stderr[-3000:])
+    return out, result
+
+
+def test_run_succeeds(smoke):
+    out, result = smoke
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_runtime_has_the_required_metrics(smoke):
+    out, _ = smoke
+    measured = [r for r in records(out) if not r["warmup"]]
+    for runtime in RUNTIMES:
+        cpu = {r["metric"]: r for r in measured if r["cell"] == f"cpu@{runtime}"}
+        for metric in REQUIRED + ("workload.events_per_s",):
+            assert metric in cpu and cpu[metric]["value"] is not None, (runtime, metric, cpu.get(metric))
+        assert cpu["workload.events_per_s"]["value"] > 0
+        noop = [r for r in measured if r["cell"] == f"noop@{runtime}" and r["metric"] == "startup.ready_s"]
+        assert len(noop) == 3 and all(r["value"] > 0 for r in noop)
+
+
+def test_records_follow_the_schema(smoke):
+    out, _ = smoke
+    env = json.loads((out / "environment.json").read_text())
+    for r in records(out):
+        assert r["image"] == env["image"]["digest"]  # the same bytes everywhere
+        assert r["run"] == env["run"] and r["scenario"] == "smoke"
+        assert re.fullmatch(r"[a-z]+(\.[a-z_]+)+", r["metric"])
+        assert r["unit"] in ("s", "bytes", "1/s", "1")
+        assert r["tags"]["cpus"] == 1 and r["tags"]["memory_mib"] == 512
+
+
+def test_cgroup_cpu_time_covers_the_workload(smoke):
+    """A CPU-bound workload's cgroup must have been charged at least its run time."""
+    out, _ = smoke
+    rows = [r for r in records(out) if r["workload"] == "cpu" and not r["warmup"]]
+    for runtime in RUNTIMES:
+        by_rep = {}
+        for r in rows:
+            if r["runtime"] == runtime:
+                by_rep.setdefault(r["rep"], {})[r["metric"]] = r["value"]
+        for metrics in by_rep.values():
+            assert metrics["cpu.seconds"] >= 0.9 * metrics["workload.time_s"], (runtime, metrics)
+
+
+def test_vm_acceleration_is_labelled(smoke):
+    out, _ = smoke
+    env = json.loads((out / "environment.json").read_text())
+    accel = env["runtimes"]["qemu"]["accel_used"]
+    assert accel in ("kvm", "tcg") and env["runtimes"]["qemu"]["accel_reason"]
+    for r in records(out):
+        if r["runtime"] == "qemu" and r["value"] is not None:
+            assert r["tags"]["accel"] == accel and r["tags"]["emulated"] == (accel == "tcg")
+    if accel == "tcg":
+        assert "emulated" in (out / "report.html").read_text().lower()
+
+
+def test_report_and_figures(smoke):
+    out, _ = smoke
+    html = (out / "report.html").read_text()
+    pngs = re.findall(r'src="(figures/[^"]+\.png)"', html)
+    assert len(pngs) >= 3
+    for png in pngs:
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nothing_left_behind(smoke):
+    out, _ = smoke
+    env = json.loads((out / "environment.json").read_text())
+    assert leftovers(env["run"]) == []

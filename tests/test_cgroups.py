@@ -1,0 +1,63 @@
+"""Reading cgroup v1 and v2 files, on trees laid out from files captured on real hosts
+(v1: a Docker container on Debian 12; v2: a process on Ubuntu 24.04, kernel 6.18)."""
+
+import shutil
+
+from bench.collect.cgroups import Cgroup
+
+
+def _v2(tmp_path, golden):
+    shutil.copytree(golden / "cgroup_v2", tmp_path / "inst")
+    return Cgroup(2, {"": tmp_path / "inst"})
+
+
+def _v1(tmp_path, golden):
+    dirs = {}
+    for controller in ("memory", "cpu", "cpuacct", "pids"):
+        dirs[controller] = tmp_path / controller / "inst"
+        shutil.copytree(golden / "cgroup_v1", dirs[controller])
+    return Cgroup(1, dirs)
+
+
+def test_v2_memory_and_cpu(tmp_path, golden):
+    group = _v2(tmp_path, golden)
+    mem = group.memory()
+    assert mem.usage == 7516160
+    assert mem.working_set == 7516160 - 450560  # less inactive_file
+    assert mem.peak == 7516160
+    assert group.cpu_seconds() == 0.03591
+
+
+def test_v2_without_memory_peak(tmp_path, golden):
+    group = _v2(tmp_path, golden)
+    (tmp_path / "inst" / "memory.peak").unlink()  # kernels before 5.19
+    assert group.memory().peak is None
+
+
+def test_v1_memory_and_cpu(tmp_path, golden):
+    group = _v1(tmp_path, golden)
+    mem = group.memory()
+    assert mem.usage == 4087808
+    assert mem.working_set == 4087808 - 61440
+    assert group.cpu_seconds() == 2.058293179
+
+
+def test_pids_include_child_cgroups(tmp_path, golden):
+    group = _v1(tmp_path, golden)
+    child = tmp_path / "pids" / "inst" / "container"
+    child.mkdir()
+    (child / "cgroup.procs").write_text("4242\n")
+    assert sorted(group.pids()) == [4242, 30357, 30386]
+
+
+def test_enter_argv_writes_every_hierarchy(tmp_path, golden):
+    argv = _v1(tmp_path, golden).enter_argv(["qemu", "-m", "512"])
+    assert argv[-3:] == ["qemu", "-m", "512"]
+    assert argv[2].count("cgroup.procs") == 4
+
+
+def test_limits_v2(tmp_path, golden):
+    group = _v2(tmp_path, golden)
+    group.limit(cpus=1.5, memory_bytes=512 * 2**20)
+    assert (tmp_path / "inst" / "cpu.max").read_text() == "150000 100000"
+    assert (tmp_path / "inst" / "memory.max").read_text() == str(512 * 2**20)

@@ -1,0 +1,72 @@
+"""Parsers against output captured from the real tools and kernels."""
+
+import pytest
+
+from bench.agent import AgentLine, kernel_cmdline_arg
+from bench.collect.cgroups import parse_keyed, parse_proc_cgroup
+from bench.collect.processes import parse_smaps_rollup
+from bench.workloads import CATALOGUE, parse_sysbench_cpu
+
+
+def test_sysbench_cpu_single_thread(golden):
+    metrics = {m.name: m for m in parse_sysbench_cpu((golden / "sysbench_cpu.txt").read_text())}
+    assert metrics["workload.events_per_s"].value == 3507.47
+    assert metrics["workload.events_per_s"].unit == "1/s"
+    assert metrics["workload.events"].value == 7018
+    assert metrics["workload.time_s"].value == 2.0002
+
+
+def test_sysbench_cpu_two_threads(golden):
+    metrics = {m.name: m.value for m in parse_sysbench_cpu((golden / "sysbench_cpu_2threads.txt").read_text())}
+    assert metrics["workload.events_per_s"] > 0
+
+
+def test_sysbench_garbage_is_an_error():
+    with pytest.raises(ValueError, match="events per second"):
+        parse_sysbench_cpu("sysbench: command not found")
+
+
+def test_cpu_command_uses_parameters():
+    workload = CATALOGUE["cpu"]
+    params = workload.resolve({"threads": 2})
+    assert workload.command(params) == "sysbench cpu --threads=2 --time=10 --cpu-max-prime=10000 run"
+    assert workload.resolve({}, quick=True)["seconds"] == 2
+    assert workload.resolve({"seconds": 7}, quick=True)["seconds"] == 7  # explicit wins
+
+
+def test_smaps_rollup(golden):
+    mem = parse_smaps_rollup((golden / "smaps_rollup.txt").read_text())
+    assert mem.rss > 0 and 0 < mem.pss <= mem.rss and 0 < mem.uss <= mem.pss
+    assert mem.rss % 1024 == 0
+
+
+def test_proc_cgroup_v1(golden):
+    paths = parse_proc_cgroup((golden / "proc_cgroup_v1.txt").read_text())
+    assert paths["memory"] == "/process_api/21602d5402f692c08b248629be1e402b"
+    assert paths["systemd"] == "/" and paths[""] == "/"
+
+
+def test_proc_cgroup_v2(golden):
+    assert parse_proc_cgroup((golden / "proc_cgroup_v2.txt").read_text()) == {
+        "": "/process_api/45cf387187284b8b95baa36ac725fc6b"}
+
+
+def test_keyed_files(golden):
+    assert parse_keyed((golden / "cgroup_v2" / "cpu.stat").read_text())["usage_usec"] == 35910
+    assert parse_keyed((golden / "cgroup_v1" / "memory.stat").read_text())["total_inactive_file"] == 61440
+
+
+@pytest.mark.parametrize("text, event", [
+    ("CVBENCH READY 7.19", ("READY", "7.19")),
+    ("CVBENCH DONE 0", ("DONE", "0")),
+    ("[    9.66] random kernel line CVBENCH READY 1.5", ("READY", "1.5")),  # serial interleaving
+    ("events per second: 12", None),
+    ("CVBENCH", None),
+])
+def test_agent_lines(text, event):
+    assert AgentLine(0.0, text).event == event
+
+
+def test_kernel_cmdline_arg_is_one_word():
+    arg = kernel_cmdline_arg("sysbench cpu --time=10 run; echo 'x y'")
+    assert " " not in arg and arg.startswith("cvbench.cmd=")

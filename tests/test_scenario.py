@@ -1,0 +1,102 @@
+"""Scenario validation: every bad file names the file and the key."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.errors import UserError
+from bench.runner import plan
+from bench.scenario import load_scenario
+
+REPO = Path(__file__).parent.parent
+
+GOOD = """
+name = "t"
+reps = 2
+warmup = 1
+[runtimes.native]
+kind = "native"
+[runtimes.runc]
+kind = "docker"
+oci_runtime = "runc"
+[workloads.noop]
+[workloads.cpu-2]
+workload = "cpu"
+threads = 2
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_scenario(tmp_path):
+    s = load_scenario(write(tmp_path, GOOD))
+    assert [r.name for r in s.runtimes] == ["native", "runc"]
+    assert s.runtimes[1].options == {"oci_runtime": "runc", "network": "none"}
+    assert s.workloads[1].workload == "cpu" and s.workloads[1].params == {"threads": 2}
+    assert s.cpus == 1.0 and s.memory_mib == 512
+
+
+@pytest.mark.parametrize("shipped", sorted((REPO / "scenarios").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_scenarios_load(shipped):
+    assert load_scenario(shipped).runtimes
+
+
+@pytest.mark.parametrize("change, key", [
+    (GOOD.replace('reps = 2', 'reps = "two"'), "scenario.reps"),
+    (GOOD.replace('reps = 2', 'repetitions = 2'), "scenario.repetitions"),
+    (GOOD.replace('threads = 2', 'threads = 2\nthreds = 3'), "workloads.cpu-2.threds"),
+    (GOOD.replace('threads = 2', 'threads = 2.5'), "workloads.cpu-2.threads"),
+    (GOOD.replace('workload = "cpu"', 'workload = "linpack"'), "workloads.cpu-2"),
+    (GOOD.replace('kind = "native"', 'kind = "firecracker"'), "runtimes.native.kind"),
+    (GOOD.replace('oci_runtime = "runc"', 'oci_runtime = "runc"\nnetwork = "overlay"'), "runtimes.runc.network"),
+    (GOOD.replace('reps = 2', 'reps = 0'), "reps"),
+    (GOOD.replace('[workloads.noop]', 'workloads = 3\n[workloads.noop]'), ""),
+])
+def test_bad_scenarios_name_file_and_key(tmp_path, change, key):
+    path = write(tmp_path, change)
+    with pytest.raises(UserError) as err:
+        load_scenario(path)
+    assert str(path) in str(err.value)
+    assert key in str(err.value)
+
+
+def test_no_workloads(tmp_path):
+    with pytest.raises(UserError, match="workloads"):
+        load_scenario(write(tmp_path, GOOD.split("[workloads.noop]")[0]))
+
+
+def test_unknown_runtime_override(tmp_path):
+    with pytest.raises(UserError, match="kata"):
+        load_scenario(write(tmp_path, GOOD)).with_overrides(runtimes=["kata"])
+
+
+def test_plan_interleaves_and_warms_up_first(tmp_path):
+    s = load_scenario(write(tmp_path, GOOD))
+    steps = plan(s)
+    assert len(steps) == 2 * 2 * 3
+    assert all(step.warmup for step in steps[:4]) and not any(step.warmup for step in steps[4:])
+    assert [step.cell.runtime.name for step in steps[:2]] == ["native", "runc"]
+    blocked = plan(load_scenario(write(tmp_path, GOOD.replace("reps = 2", 'reps = 2\norder = "blocked"'))))
+    assert [step.rep for step in blocked[:3]] == [0, 1, 2]
+
+
+def test_cli_bad_scenario_exit_2_and_no_results_folder(tmp_path):
+    path = write(tmp_path, GOOD.replace("reps = 2", "reps = -1"))
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(path), "--out", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert str(path) in result.stderr and "reps" in result.stderr
+    assert not out.exists()
+
+
+def test_cli_missing_file(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(tmp_path / "nope.toml")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "nope.toml" in result.stderr

@@ -28,7 +28,7 @@ REST_LABEL = "rest until READY on host"
 
 
 def startup_figure(frame: pd.DataFrame, path: Path) -> Path | None:
-    """startup.ready_s per runtime: box plot with every instance as a point, a panel per workload."""
+    """startup.ready_s per runtime: box plot, every instance a point, a panel per workload."""
     rows = metric_values(frame, "startup.ready_s")
     if rows.empty:
         return None
@@ -206,6 +206,13 @@ def _bars_with_ci(ax, groups: list[np.ndarray]) -> None:
                 capsize=5)
     for position, values in enumerate(groups):
         _points(ax, position, values)
+    for position, (median, values) in enumerate(zip(medians, groups)):
+        # The value written out, above bar, interval and points: a small bar next to a
+        # tall one is otherwise unreadable
+        top = np.nanmax([median, summaries[position].ci_high, *values])
+        ax.annotate(_short(median), (position, top), xytext=(0, 3), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_xlim(-0.6, len(groups) - 0.4)  # a lone bar keeps its width
 
 
 def _ratio_panel(ax, ratios: list[stats.Ratio], labels: list[str]) -> None:
@@ -250,6 +257,10 @@ def _colours(n: int) -> list:
     from matplotlib import colormaps
 
     return [colormaps["tab10"](i) for i in range(n)]
+
+
+def _short(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
 def _seconds(value: float) -> str:

@@ -130,43 +130,55 @@ def run_status(frame: pd.DataFrame, environment: dict) -> dict:
 
 
 def failures(frame: pd.DataFrame) -> list[dict]:
-    """Failed instances by cell and error: a failed startup, CPU or workload measurement.
+    """Per cell, the instances whose startup, CPU or workload measurement failed, and why.
 
     Memory alone does not fail an instance (runner.py): one can be gone within a sampling
     interval; those gaps are listed by missing_values.
     """
-    failed = frame[frame["error"].notna() & ~frame["metric"].astype(str).str.startswith("mem.")]
-    return _count_instances(failed, ["cell", "error"])
-
-
-def missing_values(frame: pd.DataFrame) -> list[dict]:
-    missing = frame[frame["error"].notna() & frame["metric"].astype(str).str.startswith("mem.")]
-    return _count_instances(missing, ["cell", "metric", "error"])
-
-
-def _count_instances(rows: pd.DataFrame, keys: list[str]) -> list[dict]:
+    failed = frame[frame["error"].notna() & ~_is_memory(frame)]
     out = []
-    for key, group in rows.groupby(keys, sort=False):
-        instances = group[["rep", "warmup"]].drop_duplicates()
-        out.append({**dict(zip(keys, key)), "instances": len(instances),
-                    "warmups": int(instances["warmup"].eq(True).sum())})
+    for cell, rows in failed.groupby("cell", sort=False):
+        instances = rows[["rep", "warmup"]].drop_duplicates()
+        attempted = frame[(frame["cell"] == cell) & ~frame["warmup"].eq(True)]
+        out.append({
+            "cell": cell,
+            "failed": int((~instances["warmup"].eq(True)).sum()),
+            "attempted": attempted["rep"].nunique(),
+            "failed_warmups": int(instances["warmup"].eq(True).sum()),
+            "errors": list(rows["error"].value_counts(sort=False).items()),
+        })
     return out
 
 
+def missing_values(frame: pd.DataFrame) -> list[dict]:
+    """Memory views that could not be read, per cell and metric."""
+    missing = frame[frame["error"].notna() & _is_memory(frame)]
+    out = []
+    for (cell, metric, error), rows in missing.groupby(["cell", "metric", "error"], sort=False):
+        out.append({"cell": cell, "metric": metric, "error": error,
+                    "instances": len(rows[["rep", "warmup"]].drop_duplicates()),
+                    "warmups": int(rows["warmup"].eq(True).sum())})
+    return out
+
+
+def _is_memory(frame: pd.DataFrame) -> pd.Series:
+    return frame["metric"].astype(str).str.startswith("mem.")
+
+
 def missing_cells(frame: pd.DataFrame, environment: dict) -> list[str]:
-    """Cells the scenario asked for that left no record at all (an interrupted run)."""
+    """Cells the scenario asked for with no record beyond warm-ups (an interrupted run)."""
     try:
         workloads = list(tomllib.loads(environment.get("scenario_text") or "").get("workloads", {}))
     except tomllib.TOMLDecodeError:
         return []
-    seen = set(frame["cell"])
+    seen = set(frame.loc[~frame["warmup"].eq(True), "cell"])
     return [f"{w}@{r}" for w in workloads for r in runtime_order(frame, environment)
             if f"{w}@{r}" not in seen]
 
 
 def runtime_order(frame: pd.DataFrame, environment: dict) -> list[str]:
     """Runtimes in the order the records show them, then any only environment.json knows."""
-    known = list(environment.get("runtimes") or {}) + list(environment.get("unusable_runtimes") or {})
+    known = [*(environment.get("runtimes") or {}), *(environment.get("unusable_runtimes") or {})]
     return list(dict.fromkeys(in_order(frame["runtime"]) + known))
 
 
@@ -185,16 +197,14 @@ def summary_cells(frame: pd.DataFrame, baseline: str | None, emulated: set[str])
             native = counted[(counted["workload"] == workload) & (counted["runtime"] == baseline)]
             rows = [metric_row(metric, mine, native, runtime == baseline)
                     for metric in KEY_METRICS if (mine["metric"] == metric).any()]
-            cells.append({"name": f"{workload}@{runtime_label(runtime, emulated)}", "rows": rows,
-                          "has_baseline": baseline is not None})
+            cells.append({"name": f"{workload}@{runtime_label(runtime, emulated)}", "rows": rows})
     return cells
 
 
 def metric_row(metric: str, cell: pd.DataFrame, native: pd.DataFrame, is_baseline: bool) -> dict:
     unit = KEY_METRICS[metric]
     scale = MiB if unit == "MiB" else 1
-    attempts = cell.loc[cell["metric"] == metric, "value"]
-    values = attempts.dropna().to_numpy(float) / scale
+    values = cell.loc[cell["metric"] == metric, "value"].dropna().to_numpy(float) / scale
     summary = stats.summary(values)
     outliers = int(stats.mad_outliers(values).sum())
     return {
@@ -203,7 +213,8 @@ def metric_row(metric: str, cell: pd.DataFrame, native: pd.DataFrame, is_baselin
         "median": _number(summary.median),
         "ci": _interval(summary.ci_low, summary.ci_high),
         "n": summary.n,
-        "attempts": len(attempts),
+        # Instances, not records: one that failed early left no record of this metric
+        "attempts": cell["rep"].nunique(),
         "ratio": _ratio(metric, values, native, scale, is_baseline),
         "cv": "—" if math.isnan(summary.cv) else f"{summary.cv:.1%}",
         "noisy": stats.is_noisy(summary),

@@ -1,0 +1,142 @@
+"""The report on a real smoke run (tests/golden/run_smoke: native, runc, runsc and qemu
+under TCG, where some qemu instances failed), and on damaged or partial copies of it."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from bench.report import build_report, figures
+from bench.results import load_frame
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def run_dir(golden, tmp_path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(golden / "run_smoke", target)
+    return target
+
+
+def records(directory: Path) -> list[dict]:
+    return [json.loads(line) for line in (directory / "records.jsonl").read_text().splitlines()]
+
+
+def write_records(directory: Path, rows: list[dict]) -> None:
+    (directory / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def edit_environment(directory: Path, **changes) -> None:
+    path = directory / "environment.json"
+    environment = json.loads(path.read_text())
+    environment.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del environment[key]
+    path.write_text(json.dumps(environment))
+
+
+def referenced_images(page: Path) -> list[Path]:
+    sources = re.findall(r'<img src="([^"]+)"', page.read_text())
+    return [page.parent / src for src in sources]
+
+
+def assert_valid_page(page: Path) -> str:
+    assert page.name == "report.html" and page.exists()
+    for image in referenced_images(page):
+        assert image.read_bytes().startswith(PNG_SIGNATURE), image
+        assert imread(image).ndim == 3  # decodes as a picture
+    return page.read_text()
+
+
+def test_report_of_a_real_run(run_dir):
+    page = build_report(run_dir)
+    text = assert_valid_page(page)
+    images = {p.name for p in referenced_images(page)}
+    assert images == {"startup.png", "startup_phases.png", "memory.png", "cpu_throughput.png"}
+    assert "20261128T164855Z-vm" in text and "smoke" in text
+    assert "Emulated, not virtualized" in text and "qemu (emulated)" in text
+    assert "Failed cells" in text and "cpu@qemu" in text and "qemu-img" in text
+    assert "ratio to native" in text
+    assert "excluded from every statistic" in text  # warm-ups are mentioned
+    assert 'src="http' not in text and "<link" not in text and "<script" not in text
+
+
+def test_report_is_rebuilt_the_same(run_dir):
+    first = build_report(run_dir).read_text()
+    assert build_report(run_dir).read_text() == first
+
+
+def test_torn_last_line_still_builds(run_dir):
+    path = run_dir / "records.jsonl"
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) - 40])  # the crash happened mid-write
+    assert_valid_page(build_report(run_dir))
+
+
+def test_interrupted_run_with_missing_cells(run_dir):
+    rows = records(run_dir)
+    write_records(run_dir, rows[: len(rows) // 3])
+    edit_environment(run_dir, interrupted=True, finished=None)
+    text = assert_valid_page(build_report(run_dir))
+    assert "interrupted" in text
+    assert "Cells not measured" in text
+    assert "no finish time recorded" in text
+
+
+def test_run_without_native_has_no_ratios(run_dir):
+    write_records(run_dir, [r for r in records(run_dir) if r["runtime"] != "native"])
+    text = assert_valid_page(build_report(run_dir))
+    assert "no native runtime" in text
+    assert "ratio to" not in text
+
+
+def test_unusable_runtime_and_all_failed_cells(run_dir):
+    rows = [r for r in records(run_dir) if r["runtime"] != "qemu"]
+    template = dict(rows[0], runtime="kata", kind="docker", tags={}, value=None,
+                    metric="startup.ready_s", rep=0, warmup=False)
+    why = "docker: runtime 'kata' is not registered with the engine"
+    rows += [dict(template, cell=f"{w}@kata", workload=w, error=why) for w in ("noop", "cpu")]
+    write_records(run_dir, rows)
+    runtimes = json.loads((run_dir / "environment.json").read_text())["runtimes"]
+    del runtimes["qemu"]
+    edit_environment(run_dir, unusable_runtimes={"kata": why}, runtimes=runtimes)
+    text = assert_valid_page(build_report(run_dir))
+    assert "could not run here" in text and "not registered with the engine" in text
+    assert "noop@kata" in text
+    assert "Emulated, not virtualized" not in text  # qemu is gone
+
+
+def test_empty_run_builds_a_page_without_figures(run_dir):
+    (run_dir / "records.jsonl").write_text("")
+    text = assert_valid_page(build_report(run_dir))
+    assert "No measurements" in text and "No figures" in text
+
+
+def test_missing_environment_still_builds(run_dir):
+    (run_dir / "environment.json").unlink()
+    text = assert_valid_page(build_report(run_dir))
+    assert "20261128T164855Z-vm" in text  # the run id comes from the records then
+    assert "qemu (emulated)" in text  # the records' tags say so too
+
+
+def test_a_figure_without_data_is_removed_not_left_stale(run_dir):
+    build_report(run_dir)
+    write_records(run_dir, [r for r in records(run_dir) if r["workload"] != "cpu"])
+    page = build_report(run_dir)
+    assert not (run_dir / "figures" / "cpu_throughput.png").exists()
+    assert "cpu_throughput.png" not in page.read_text()
+
+
+def test_figures_skip_warmups_and_return_none_without_data(run_dir, tmp_path):
+    frame = load_frame(run_dir)
+    warmups_only = frame[frame["warmup"]]
+    for draw in (figures.startup_figure, figures.phases_figure, figures.memory_figure,
+                 figures.cpu_figure):
+        assert draw(pd.DataFrame(), tmp_path / "x.png") is None
+        assert draw(warmups_only, tmp_path / "x.png") is None
+        assert draw(frame, tmp_path / "x.png") == tmp_path / "x.png"

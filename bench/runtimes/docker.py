@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -11,9 +13,8 @@ from bench.collect.processes import find_ancestor
 from bench.errors import RuntimeFailure, UserError
 from bench.images import ensure_docker_image
 from bench.params import Param
-from bench.runtimes.base import Instance, Limits, Runtime
+from bench.runtimes.base import Instance, Limits, Runtime, command_version
 
-SOCKET = "/var/run/docker.sock"
 RUN_LABEL = "cvbench.run"
 
 
@@ -23,16 +24,15 @@ def docker_client():
         import docker
     except ImportError:
         raise UserError("the docker Python SDK is missing", fix="pip install docker") from None
+    address = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
         client = docker.from_env(timeout=120)
         client.ping()
         return client
     except Exception as exc:
-        import shutil
-
         fix = ("apt-get install docker.io" if not shutil.which("dockerd") else
                "start it: dockerd >/var/log/dockerd.log 2>&1 &  (or: systemctl start docker)")
-        raise UserError(f"no Docker engine answers on {SOCKET} ({type(exc).__name__})", fix=fix) from None
+        raise UserError(f"no Docker engine answers on {address} ({type(exc).__name__})", fix=fix) from None
 
 
 @dataclass
@@ -87,12 +87,14 @@ class DockerRuntime(Runtime):
         return {"oci_runtime": self.options["oci_runtime"], "network": self.options["network"]}
 
     def describe(self) -> dict:
-        info = self.client.info()
+        config = self.client.info().get("Runtimes", {}).get(self.options["oci_runtime"], {})
+        binary = config.get("path") or self.options["oci_runtime"]
         return {
             "kind": self.kind, **self.options,
             "engine_version": self.client.version().get("Version"),
             "cgroup_driver": self.cgroup_driver,
-            "runtime_config": info.get("Runtimes", {}).get(self.options["oci_runtime"]),
+            "runtime_config": config,
+            "runtime_version": command_version([binary, "--version"]),
             "docker_image_id": getattr(self, "image_id", None),
         }
 

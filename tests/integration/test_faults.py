@@ -98,3 +98,16 @@ def test_signal_mid_run_cleans_up_and_keeps_records(tmp_path, sig, busy):
     report = cvbench("report", out)
     assert report.returncode == 0, report.stderr
     assert (out / "report.html").exists()
+
+
+def test_no_docker_engine_still_runs_native(tmp_path):
+    out = tmp_path / "run"
+    result = cvbench("run", "scenarios/smoke.toml", "--quick", "--runtimes", "native,runc",
+                     "--out", out, env={**os.environ, "DOCKER_HOST": "unix:///nonexistent.sock"},
+                     timeout=300)
+    assert result.returncode == 2
+    assert "unix:///nonexistent.sock" in result.stderr and "dockerd" in result.stderr
+    rows = records(out)
+    assert all(r["value"] is None for r in rows if r["runtime"] == "runc")
+    assert any(r["metric"] == "workload.events_per_s" and r["value"] for r in rows
+               if r["runtime"] == "native")

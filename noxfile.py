@@ -1,4 +1,5 @@
-"""Sessions: bench (default scenario + report), tests, regress-free lint, report.
+"""Sessions: bench (default scenario + report), tests, regress (CI gate), benchmarks
+(pytest-benchmark), report, lint.
 
 Each session first brings the host up (python -m bench.hostsetup): on a Debian-family
 host as root it installs docker.io, runsc, QEMU and the image tools and starts dockerd;
@@ -32,6 +33,25 @@ def tests(session):
     session.install("-e", ".[test]")
     _setup_host(session)
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def regress(session):
+    """Run scenarios/regress.toml and gate it against this machine's baseline (exit 1 on
+    regression). The first run becomes the baseline; `nox -s regress -- --promote` renews it."""
+    session.install("-e", ".")
+    _setup_host(session)
+    session.run("cvbench", "regress", "scenarios/regress.toml", "--thresholds", "thresholds.toml",
+                *session.posargs)
+
+
+@nox.session
+def benchmarks(session):
+    """Startup of every runtime as pytest-benchmark rounds. Pass pytest-benchmark flags after --,
+    e.g. --benchmark-autosave, --benchmark-compare, --benchmark-compare-fail=median:10%."""
+    session.install("-e", ".[test]")
+    _setup_host(session)
+    session.run("pytest", "benchmarks", *session.posargs)
 
 
 @nox.session

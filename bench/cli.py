@@ -1,4 +1,4 @@
-"""cvbench commands: run, report, images, doctor."""
+"""cvbench commands: run, report, compare, regress, images, doctor."""
 
 from __future__ import annotations
 
@@ -26,6 +26,79 @@ def cmd_report(args) -> int:
         raise UserError(f"{args.dir}: no records.jsonl here", fix="pass a folder written by cvbench run")
     print(build_report(Path(args.dir)))
     return 0
+
+
+def compare_runs(base: Path, new: Path, thresholds=None, markdown=None, json_out=None,
+                 force: bool = False) -> int:
+    """Print the comparison, write the requested files; 1 on regression, else 0."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench import compare
+    from bench.results import load_frame, read_environment
+
+    for folder in (base, new):
+        if not (Path(folder) / "records.jsonl").exists():
+            raise UserError(f"{folder}: no records.jsonl here", fix="pass folders written by cvbench run")
+    base_env, new_env = read_environment(base), read_environment(new)
+    why_not = compare.refusal(base_env, new_env)
+    if why_not and not force:
+        raise UserError(f"refusing to compare {base} and {new}: {why_not}",
+                        fix="pass --force to compare them anyway")
+    notes = ([f"compared despite {why_not} (--force)"] if why_not else []) + [
+        f"environments differ: {d}" for d in compare.environment_differences(base_env, new_env)]
+    changes = compare.compare_frames(load_frame(base), load_frame(new),
+                                     compare.load_thresholds(thresholds))
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    for note in notes:
+        console.print(f"[yellow]warning:[/yellow] {note}")
+    table = Table(title=f"{base} -> {new}")
+    for column in ("cell", "metric", "base", "new", "change [95% CI]", "p", "verdict"):
+        table.add_column(column)
+    style = {"regression": "bold red", "improvement": "green"}
+    for c in changes:
+        if c.verdict == "not gated":
+            continue  # in --json and --markdown; the terminal shows what is judged
+        table.add_row(c.cell, c.metric, compare._num(c.base_median), compare._num(c.new_median),
+                      f"{compare._pct(c.change)} [{compare._pct(c.ci_low)}, {compare._pct(c.ci_high)}]",
+                      compare._num(c.p_value), c.verdict, style=style.get(c.verdict))
+    console.print(table)
+    if markdown:
+        Path(markdown).write_text(compare.to_markdown(changes, str(base), str(new), notes))
+    if json_out:
+        Path(json_out).write_text(compare.to_json(changes))
+    regressions = [c for c in changes if c.verdict == "regression"]
+    for c in regressions:
+        console.print(f"[bold red]regression[/bold red] {c.cell} {c.metric}: {c.reason}")
+    console.print(f"{len(regressions)} regression(s), "
+                  f"{sum(c.verdict == 'improvement' for c in changes)} improvement(s)")
+    return 1 if regressions else 0
+
+
+def cmd_compare(args) -> int:
+    return compare_runs(args.base, args.new, args.thresholds, args.markdown, args.json, args.force)
+
+
+def cmd_regress(args) -> int:
+    from bench import regress
+    from bench.runner import Runner
+    from bench.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    baseline = regress.baseline_dir(scenario.name, args.store)
+    runner = Runner(scenario, args.out)
+    code = runner.run()
+    if code not in (0, 1):
+        return code
+    if not (baseline / "records.jsonl").exists():
+        print(f"no baseline for {scenario.name} on this machine yet: "
+              f"{regress.promote(runner.out_dir, scenario.name, args.store)} is now the baseline")
+        return code
+    verdict = compare_runs(baseline, runner.out_dir, args.thresholds,
+                           runner.out_dir / "compare.md", runner.out_dir / "compare.json")
+    if args.promote:
+        print(f"promoted {runner.out_dir} to {regress.promote(runner.out_dir, scenario.name, args.store)}")
+    return max(verdict, code)
 
 
 def cmd_images(args) -> int:
@@ -72,6 +145,25 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild report.html and figures/ from records")
     report.add_argument("dir", type=Path)
     report.set_defaults(func=cmd_report)
+
+    compare = sub.add_parser("compare", help="A/B: exit 1 when NEW regressed against BASE")
+    compare.add_argument("base", type=Path)
+    compare.add_argument("new", type=Path)
+    compare.add_argument("--thresholds", type=Path, help="TOML: alpha, min_change, [metrics.NAME]")
+    compare.add_argument("--markdown", type=Path, help="write a pull-request comment here")
+    compare.add_argument("--json", type=Path, help="write every comparison here")
+    compare.add_argument("--force", action="store_true",
+                         help="compare runs of different scenarios or guest images")
+    compare.set_defaults(func=cmd_compare)
+
+    regress = sub.add_parser("regress", help="run a scenario and gate it against this machine's baseline")
+    regress.add_argument("scenario", nargs="?", default="scenarios/regress.toml")
+    regress.add_argument("--out", type=Path, help="results folder of the new run")
+    regress.add_argument("--thresholds", type=Path, default=None)
+    regress.add_argument("--promote", action="store_true", help="make this run the new baseline")
+    regress.add_argument("--store", type=Path, default=Path(".benchmarks/cvbench"),
+                         help="where baselines are kept, one folder per machine")
+    regress.set_defaults(func=cmd_regress)
 
     images = sub.add_parser("images", help="build, list or prune guest images")
     images.add_argument("action", choices=("build", "list", "prune"))

@@ -79,51 +79,28 @@ class Runner:
         self.store = RecordStore(self.out_dir)
         self.unusable: dict[str, str] = {}  # runtime name -> why
         self.failed_cells: set[str] = set()
+        self.environment: dict = {}
+        self.runtimes: dict[str, Runtime] = {}
         self._seq = 0
 
     # -- the run ----------------------------------------------------------------
 
     def run(self) -> int:
-        """Exit code: 0 all measured, 1 some cells failed, 2 some runtimes unusable."""
+        """Exit code: 0 all measured, 1 some cells failed, 2 some runtimes unusable, 130 interrupted."""
         if self.out_dir.exists() and any(self.out_dir.iterdir()):
             raise UserError(f"{self.out_dir} already holds files",
                             fix="choose another --out, or remove that folder")
-        image = ensure_image()
-        workdir = WORKDIR / self.run_id
-        workdir.mkdir(parents=True, exist_ok=True)
-        self._lock = open(workdir / ".lock", "w")
-        fcntl.flock(self._lock, fcntl.LOCK_EX)  # tells doctor --clean this run is alive
-        self.cleanup.add("run lock", self._lock.close)
-        self.cleanup.add("scratch folder", lambda: shutil.rmtree(workdir, ignore_errors=True))
-        run_cgroup = Cgroup.create(f"cvbench/{self.run_id}")
-        self.cleanup.add("run cgroup", lambda: (run_cgroup.remove(), remove_if_empty("cvbench")))
-        self.context = RunContext(self.run_id, image, self.cleanup, workdir)
-        environment = {"run": self.run_id, "scenario": self.scenario.name,
-                       "scenario_path": self.scenario.path, "scenario_text": self.scenario.text,
-                       "quick": self.scenario.quick, "started": time.time(),
-                       "host": host_environment(),
-                       "image": {"key": image.key, "digest": image.digest,
-                                 "kernel_release": image.kernel_release}}
         interrupted = False
         with signals_raise_interrupt():
             try:
-                runtimes = self._usable_runtimes()
-                environment["runtimes"] = {name: rt.describe() for name, rt in runtimes.items()}
-                environment["unusable_runtimes"] = self.unusable
-                self.out_dir.mkdir(parents=True, exist_ok=True)
-                write_environment(self.out_dir, environment)
-                self._record_unusable()
-                self._measure_all(runtimes)
+                self.open()
+                self._measure_all()
             except KeyboardInterrupt as exc:
                 interrupted = True
                 print(f"\ninterrupted ({exc or 'Ctrl-C'}): cleaning up; "
                       f"{self.store.count} records kept in {self.store.path}", file=sys.stderr)
             finally:
-                ignore_signals_during(self._clean)
-                environment.update(finished=time.time(), interrupted=interrupted,
-                                   records=self.store.count)
-                if self.out_dir.exists():
-                    write_environment(self.out_dir, environment)
+                self.close(interrupted)
         if self.make_report and self.store.count:
             from bench.report import build_report
 
@@ -135,6 +112,39 @@ class Runner:
                 print(f"runtime {name} was not usable: {why}", file=sys.stderr)
             return 2
         return 1 if self.failed_cells else 0
+
+    def open(self) -> None:
+        """Image, scratch folder, run cgroup, usable runtimes, environment.json."""
+        image = ensure_image()
+        workdir = WORKDIR / self.run_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.cleanup.add("scratch folder", lambda: shutil.rmtree(workdir, ignore_errors=True))
+        lock = open(workdir / ".lock", "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)  # tells doctor --clean this run is alive
+        self.cleanup.add("run lock", lock.close)
+        run_cgroup = Cgroup.create(f"cvbench/{self.run_id}")
+        self.cleanup.add("run cgroup", lambda: (run_cgroup.remove(), remove_if_empty("cvbench")))
+        self.context = RunContext(self.run_id, image, self.cleanup, workdir)
+        self.environment = {
+            "run": self.run_id, "scenario": self.scenario.name,
+            "scenario_path": self.scenario.path, "scenario_text": self.scenario.text,
+            "quick": self.scenario.quick, "started": time.time(), "host": host_environment(),
+            "image": {"key": image.key, "digest": image.digest, "kernel_release": image.kernel_release},
+        }
+        self.runtimes = self._usable_runtimes()
+        self.environment["runtimes"] = {name: rt.describe() for name, rt in self.runtimes.items()}
+        self.environment["unusable_runtimes"] = self.unusable
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        write_environment(self.out_dir, self.environment)
+        self._record_unusable()
+
+    def close(self, interrupted: bool = False) -> None:
+        """Release everything the run holds; environment.json gets the end state."""
+        ignore_signals_during(self._clean)
+        if self.environment and self.out_dir.exists():
+            self.environment.update(finished=time.time(), interrupted=interrupted,
+                                    records=self.store.count)
+            write_environment(self.out_dir, self.environment)
 
     def _clean(self) -> None:
         self.store.close()
@@ -167,10 +177,10 @@ class Runner:
                     self.store.append([self._record(Step(cell, 0, False), {}, "startup.ready_s",
                                                     None, "s", error=self.unusable[spec.name])])
 
-    def _measure_all(self, runtimes: dict[str, Runtime]) -> None:
+    def _measure_all(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        steps = [s for s in plan(self.scenario) if s.cell.runtime.name in runtimes]
+        steps = [s for s in plan(self.scenario) if s.cell.runtime.name in self.runtimes]
         print(f"run {self.run_id}: {len(steps)} instances of {self.scenario.name} "
               f"-> {self.out_dir}", flush=True)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -180,12 +190,17 @@ class Runner:
             for step in steps:
                 label = f"{step.cell.name} rep {step.rep}" + (" (warm-up)" if step.warmup else "")
                 progress.update(task, description=label)
-                records = self._measure(runtimes[step.cell.runtime.name], step)
-                self.store.append(records)
+                records = self.measure(step)
                 progress.console.print(self._summary_line(label, records))
                 progress.advance(task)
 
     # -- one instance -------------------------------------------------------------
+
+    def measure(self, step: Step) -> list[Record]:
+        """Launch one instance, measure it, release it; its records are stored before return."""
+        records = self._measure(self.runtimes[step.cell.runtime.name], step)
+        self.store.append(records)
+        return records
 
     def _measure(self, runtime: Runtime, step: Step) -> list[Record]:
         scenario, cell = self.scenario, step.cell
@@ -207,6 +222,8 @@ class Runner:
             deadline = inst.t_launch + scenario.timeout_s
             ready = inst.lines.wait_for("READY", deadline)
             sampler.sample()  # at least one sample, even for an instance that exits at once
+            uptime, kernel = ready.fields[1], (ready.fields[2:] or [None])[0]
+            tags["kernel_release"] = kernel
             done = inst.lines.wait_for("DONE", deadline)
             gone = inst.wait_gone(max(1.0, deadline - time.monotonic()))
             samples = sampler.stop()
@@ -215,8 +232,11 @@ class Runner:
             values.append(("startup.ready_s", ready.t - inst.t_launch, "s", None))
             values.append(("startup.exit_s", gone - inst.t_launch, "s", None))
             values += [(metric, secs, "s", None) for metric, secs in inst.phases.items()]
-            if runtime.own_kernel:
-                values.append(("startup.guest_uptime_s", float(ready.event[1]), "s", None))
+            # An instance on the host's kernel reports the host's uptime: no boot phase to show.
+            shared = kernel == self.environment["host"]["kernel"]
+            values.append(("kernel.shared_with_host", float(shared), "1", None))
+            if not shared:
+                values.append(("startup.guest_uptime_s", float(uptime), "s", None))
             values += self._memory_values(summarise(samples, ready.t) if samples else None)
             cpu = final.cgroup_cpu_s if final else None
             values.append(("cpu.seconds", cpu, "s",

@@ -67,6 +67,13 @@ def test_agent_lines(text, event):
     assert AgentLine(0.0, text).event == event
 
 
+def test_ready_line_carries_uptime_and_kernel():
+    line = AgentLine(0.0, "CVBENCH READY 7.19 6.1.0-56-cloud-amd64")
+    assert line.fields == ["READY", "7.19", "6.1.0-56-cloud-amd64"]
+    assert AgentLine(0.0, "CVBENCH DONE 0").fields == ["DONE", "0"]
+    assert AgentLine(0.0, "no protocol here").fields == []
+
+
 def test_kernel_cmdline_arg_is_one_word():
     arg = kernel_cmdline_arg("sysbench cpu --time=10 run; echo 'x y'")
     assert " " not in arg and arg.startswith("cvbench.cmd=")

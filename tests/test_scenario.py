@@ -54,7 +54,8 @@ def test_shipped_scenarios_load(shipped):
     (GOOD.replace('threads = 2', 'threads = 2.5'), "workloads.cpu-2.threads"),
     (GOOD.replace('workload = "cpu"', 'workload = "linpack"'), "workloads.cpu-2"),
     (GOOD.replace('kind = "native"', 'kind = "firecracker"'), "runtimes.native.kind"),
-    (GOOD.replace('oci_runtime = "runc"', 'oci_runtime = "runc"\nnetwork = "overlay"'), "runtimes.runc.network"),
+    (GOOD.replace('oci_runtime = "runc"', 'oci_runtime = "runc"\nnetwork = "overlay"'),
+     "runtimes.runc.network"),
     (GOOD.replace('reps = 2', 'reps = 0'), "reps"),
     (GOOD.replace('[workloads.noop]', 'workloads = 3\n[workloads.noop]'), ""),
 ])

@@ -32,15 +32,16 @@ class AgentLine:
     text: str
 
     @property
+    def fields(self) -> list[str]:
+        """The words of a protocol line from the event on: READY uptime kernel, DONE code."""
+        idx = self.text.find(PREFIX)
+        parts = self.text[idx + len(PREFIX):].split() if idx >= 0 else []
+        return parts if len(parts) >= 2 and parts[0] in ("READY", "DONE") else []
+
+    @property
     def event(self) -> tuple[str, str] | None:
         """("READY", uptime) or ("DONE", code) for protocol lines, else None."""
-        idx = self.text.find(PREFIX)
-        if idx < 0:
-            return None
-        parts = self.text[idx + len(PREFIX):].split()
-        if len(parts) >= 2 and parts[0] in ("READY", "DONE"):
-            return parts[0], parts[1]
-        return None
+        return (self.fields[0], self.fields[1]) if self.fields else None
 
 
 class LineReader:

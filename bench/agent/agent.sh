@@ -1,6 +1,7 @@
 #!/bin/sh
 # cvbench agent: the same protocol in every runtime.
-#   CVBENCH READY <uptime seconds>   the instance can run work (host stops the startup clock)
+#   CVBENCH READY <uptime s> <kernel>   the instance can run work (host stops the startup clock);
+#                                       the kernel it sees tells whether it shares the host's
 #   ...workload output...
 #   CVBENCH DONE <exit code>
 # Containers and native runs pass the workload as $1. In a VM the agent is init
@@ -26,7 +27,7 @@ else
 fi
 
 read -r uptime _ </proc/uptime
-echo "CVBENCH READY $uptime"
+echo "CVBENCH READY $uptime $(uname -r)"
 sh -c "$cmd"
 rc=$?
 echo "CVBENCH DONE $rc"

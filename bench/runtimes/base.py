@@ -66,8 +66,6 @@ class Instance(ABC):
 class Runtime(ABC):
     kind: ClassVar[str]
     OPTIONS: ClassVar[dict[str, Param]] = {}
-    #: whether the instance runs its own kernel (its uptime at READY is a boot phase)
-    own_kernel: ClassVar[bool] = False
 
     def __init__(self, name: str, options: dict, context: RunContext):
         self.name = name

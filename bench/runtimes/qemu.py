@@ -51,7 +51,6 @@ class VmInstance(ProcessInstance):
 
 class QemuRuntime(Runtime):
     kind = "qemu"
-    own_kernel = True
     OPTIONS = {
         "machine": Param(str, "pc", "QEMU machine type", choices=("pc", "microvm")),
         "accel": Param(str, "auto", "kvm, tcg (emulation) or auto: probe KVM, fall back to TCG",

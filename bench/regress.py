@@ -1,0 +1,44 @@
+"""The CI gate: run a scenario, compare it with this machine's stored baseline, fail on regression.
+
+Baselines are kept per machine (as pytest-benchmark keeps its storage per machine),
+so a run is only ever judged against numbers from the same host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+from pathlib import Path
+
+from bench.results import ENVIRONMENT, RECORDS, host_environment
+
+STORE = Path(".benchmarks") / "cvbench"
+
+
+def machine_id() -> str:
+    """Host name and a hash of what the numbers depend on; CVBENCH_MACHINE overrides it
+    where host names are random (CI runners of one class)."""
+    if override := os.environ.get("CVBENCH_MACHINE"):
+        return override
+    host = host_environment()
+    fingerprint = f"{host['cpu_model']}|{host['cpu_count']}|{host['memory_bytes']}|{host['kernel']}"
+    return f"{platform.node()}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:8]}"
+
+
+def baseline_dir(scenario_name: str, store: Path = STORE) -> Path:
+    return store / machine_id() / scenario_name
+
+
+def promote(run_dir: Path, scenario_name: str, store: Path = STORE) -> Path:
+    """Make run_dir this machine's baseline for the scenario (records and environment)."""
+    target = baseline_dir(scenario_name, store)
+    staging = target.with_name(target.name + ".new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in (RECORDS, ENVIRONMENT):
+        shutil.copy2(run_dir / name, staging / name)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target

@@ -1,0 +1,50 @@
+"""The regression gate on real runs: a repeat of the same run passes, a run slowed by a
+real noisy neighbour (CPU hogs on every core) fails with exit 1."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from .helpers import cvbench
+
+pytestmark = pytest.mark.integration
+
+GATE = """
+name = "gate"
+reps = 8
+warmup = 1
+[runtimes.native]
+kind = "native"
+[workloads.cpu]
+seconds = 1
+"""
+# A wide floor: only a change as large as the hogs cause may fail this test.
+THRESHOLDS = "alpha = 0.01\nmin_change = 0.3\n"
+
+
+def test_gate_passes_a_repeat_and_catches_a_slowdown(tmp_path):
+    scenario, thresholds, store = tmp_path / "gate.toml", tmp_path / "t.toml", tmp_path / "store"
+    scenario.write_text(GATE)
+    thresholds.write_text(THRESHOLDS)
+    args = [scenario, "--store", store, "--thresholds", thresholds]
+
+    first = cvbench("regress", *args, "--out", tmp_path / "a", timeout=300)
+    assert first.returncode == 0 and "is now the baseline" in first.stdout, first.stderr
+
+    repeat = cvbench("regress", *args, "--out", tmp_path / "b", timeout=300)
+    assert repeat.returncode == 0, repeat.stdout
+    assert (tmp_path / "b" / "compare.md").read_text().startswith("**cvbench compare**: 0 regression")
+
+    hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2 * os.cpu_count())]
+    try:
+        slowed = cvbench("regress", *args, "--out", tmp_path / "c", timeout=300)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert slowed.returncode == 1, slowed.stdout
+    changes = json.loads((tmp_path / "c" / "compare.json").read_text())
+    throughput = next(c for c in changes if c["metric"] == "workload.events_per_s")
+    assert throughput["verdict"] == "regression" and throughput["change"] < -0.3

@@ -9,14 +9,16 @@ seed so that a report rebuilt from the same records shows the same numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+from statistics import NormalDist
 
 import numpy as np
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 SEED = 0
+MAX_SUGGESTED_REPS = 200
 
 # Iglewicz and Hoaglin: 0.6745 is the 0.75 quantile of the standard normal, which
 # makes the MAD comparable to a standard deviation; 1.2533 (sqrt(pi/2)) does the
@@ -120,6 +122,21 @@ def mad_outliers(values: Iterable[float | None], threshold: float = 3.5) -> np.n
 def is_noisy(stats: Summary, cv_threshold: float = 0.05) -> bool:
     """True when the coefficient of variation exceeds the threshold (5%, as Firecracker)."""
     return not math.isnan(stats.cv) and stats.cv > cv_threshold
+
+
+def suggested_reps(cv: float, target_halfwidth: float = 0.02, confidence: float = CONFIDENCE,
+                   *, n: int = 0) -> int:
+    """Repetitions for a confidence interval of +-target_halfwidth (relative) around the mean.
+
+    The interval's relative half-width is z * cv / sqrt(reps), so reps = (z * cv / target)^2,
+    rounded up; at least one more than the n already measured (else why suggest it), at
+    most MAX_SUGGESTED_REPS (a cell that noisy needs a quieter host, not more runs).
+    """
+    if math.isnan(cv):
+        return n + 1
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    needed = math.ceil((z * cv / target_halfwidth) ** 2) if math.isfinite(cv) else math.inf
+    return int(min(max(needed, n + 1), MAX_SUGGESTED_REPS))
 
 
 def _rng(seed: int) -> np.random.Generator:

@@ -11,6 +11,7 @@ import pytest
 from matplotlib.image import imread
 
 from bench.report import build_report, figures
+from bench.report.html import likely_causes
 from bench.results import load_frame
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -64,6 +65,11 @@ def test_report_of_a_real_run(run_dir):
     assert "ratio to native" in text
     assert "excluded from every statistic" in text  # warm-ups are mentioned
     assert 'src="http' not in text and "<link" not in text and "<script" not in text
+    # The verdicts come first, the unstable cells after the summary table
+    assert text.index("<h2>Claims</h2>") < text.index("<h2>Summary</h2>")
+    assert "supported" in text and "VM emulated: the VM side measures emulation" in text
+    assert text.index("<h2>Summary</h2>") < text.index("<h2>Unstable cells</h2>")
+    assert "too few repetitions (n = 3 &lt; 5)" in text
 
 
 def test_report_is_rebuilt_the_same(run_dir):
@@ -140,3 +146,14 @@ def test_figures_skip_warmups_and_return_none_without_data(run_dir, tmp_path):
         assert draw(pd.DataFrame(), tmp_path / "x.png") is None
         assert draw(warmups_only, tmp_path / "x.png") is None
         assert draw(frame, tmp_path / "x.png") == tmp_path / "x.png"
+
+
+def test_likely_causes_of_an_unstable_cell():
+    assert likely_causes("cpu", "startup.ready_s", 3, False, 0) == [
+        "too few repetitions (n = 3 < 5)"]
+    assert likely_causes("cpu", "startup.ready_s", 10, False, 0) == [
+        "a noisy host or CPU frequency scaling"]
+    assert likely_causes("noop", "mem.pss_bytes", 10, True, 2) == [
+        "noop exits right after READY, so its memory is one sample or none",
+        "this runtime had failed instances in the run",
+        "2 outliers (kept, marked in the table and plots)"]

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.stats import Ratio, is_noisy, mad_outliers, ratio_ci, summary
+from bench.stats import Ratio, is_noisy, mad_outliers, ratio_ci, suggested_reps, summary
 
 
 def test_summary_of_a_fixed_sample():
@@ -116,3 +116,19 @@ def test_noisy_means_cv_above_the_threshold():
     assert not is_noisy(steady)
     assert is_noisy(jumpy)
     assert is_noisy(steady, cv_threshold=0.001)
+
+
+def test_suggested_reps_against_hand_computed_values():
+    # z(95%) = 1.959964: (1.959964 * 0.05 / 0.02)^2 = 24.009 -> 25
+    assert suggested_reps(0.05) == 25
+    assert suggested_reps(0.10) == 97  # 9.79982^2 = 96.04
+    assert suggested_reps(0.10, target_halfwidth=0.05) == 16  # 3.919928^2 = 15.37
+    assert suggested_reps(0.05, confidence=0.99) == 42  # z = 2.575829: 6.43957^2 = 41.47
+
+
+def test_suggested_reps_stays_between_one_more_and_the_cap():
+    assert suggested_reps(0.01, n=3) == 4  # 0.96 -> 1, but 3 are already measured
+    assert suggested_reps(0.06, n=3) == 35
+    assert suggested_reps(0.5) == 200  # 2401 asked for: the host is the problem
+    assert suggested_reps(math.inf) == 200
+    assert suggested_reps(math.nan, n=2) == 3

@@ -66,5 +66,13 @@ def find_ancestor(pid: int, name_prefix: str) -> int | None:
     return None
 
 
+def find_by_cmdline(name_prefix: str, needle: str) -> int | None:
+    """A process whose name starts with name_prefix and whose command line holds needle."""
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if (proc.info["name"] or "").startswith(name_prefix) and needle in " ".join(proc.info["cmdline"] or []):
+            return proc.pid
+    return None
+
+
 def engine_pids(names: tuple[str, ...] = ("dockerd", "containerd")) -> list[int]:
     return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in names]

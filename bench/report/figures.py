@@ -17,8 +17,17 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from bench import stats
-from bench.report.data import (PHASES, MiB, baseline_runtime, emulated_runtimes, in_order,
-                               measured, memory_workload, metric_values, runtime_label)
+from bench.report.data import (
+    PHASES,
+    MiB,
+    baseline_runtime,
+    emulated_runtimes,
+    in_order,
+    measured,
+    memory_workload,
+    metric_values,
+    runtime_label,
+)
 
 SIZE = (8, 4.5)  # inches
 DPI = 110

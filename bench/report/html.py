@@ -10,17 +10,25 @@ import datetime
 import json
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from bench import stats
-from bench.report import figures
-from bench.report.data import (MiB, baseline_runtime, complete, emulated_runtimes, in_order,
-                               memory_workload, runtime_label)
+from bench.report import figures, verdicts
+from bench.report.data import (
+    MiB,
+    baseline_runtime,
+    complete,
+    emulated_runtimes,
+    in_order,
+    memory_workload,
+    runtime_label,
+)
 from bench.results import load_frame, read_environment
 
 REPORT = "report.html"
@@ -96,6 +104,7 @@ def page_context(frame: pd.DataFrame, environment: dict, drawn: list[dict]) -> d
     emulated = emulated_runtimes(frame, environment)
     baseline = baseline_runtime(frame)
     return {
+        "verdicts": verdicts.all_verdicts(frame, environment),
         "run": environment.get("run") or _first(frame["run"]) or "unknown run",
         "scenario": environment.get("scenario") or _first(frame["scenario"]) or "unknown",
         "status": run_status(frame, environment),
@@ -106,6 +115,7 @@ def page_context(frame: pd.DataFrame, environment: dict, drawn: list[dict]) -> d
         "missing_cells": missing_cells(frame, environment),
         "baseline": baseline,
         "cells": summary_cells(frame, baseline, emulated),
+        "unstable": unstable_cells(frame, emulated),
         "figures": drawn,
         "host": host_rows(environment),
         "runtimes": runtime_rows(environment, runtime_order(frame, environment)),
@@ -234,6 +244,52 @@ def _ratio(metric: str, values, native: pd.DataFrame, scale: float, is_baseline:
     return f"{ratio.ratio:.2f}× {_interval(ratio.ci_low, ratio.ci_high, digits=2)}"
 
 
+# -- unstable cells ----------------------------------------------------------------------
+
+
+def unstable_cells(frame: pd.DataFrame, emulated: set[str]) -> list[dict]:
+    """Each cell and key metric whose CV is above 5%, with likely causes and the repetitions
+    that would bring the 95% CI of its mean to +-2%."""
+    counted = frame[~frame["warmup"].eq(True) & frame["value"].notna()]
+    failing = set(frame.loc[frame["error"].notna() & ~_is_memory(frame), "runtime"])
+    out = []
+    for workload, runtime, metric in product(in_order(counted["workload"]),
+                                             in_order(counted["runtime"]), KEY_METRICS):
+        values = counted.loc[(counted["workload"] == workload) & (counted["runtime"] == runtime)
+                             & (counted["metric"] == metric), "value"]
+        summary = stats.summary(values)
+        if not stats.is_noisy(summary):
+            continue
+        outliers = int(stats.mad_outliers(values).sum())
+        out.append({
+            "cell": f"{workload}@{runtime_label(runtime, emulated)}",
+            "metric": metric,
+            "n": summary.n,
+            "cv": f"{summary.cv:.1%}",
+            "causes": likely_causes(workload, metric, summary.n, runtime in failing, outliers),
+            "suggested_reps": stats.suggested_reps(summary.cv, n=summary.n),
+        })
+    return out
+
+
+def likely_causes(workload: str, metric: str, n: int, runtime_failed: bool,
+                  outliers: int) -> list[str]:
+    causes = []
+    if n < 5:
+        causes.append(f"too few repetitions (n = {n} < 5)")
+    if metric.startswith("mem.") and workload == "noop":
+        # Memory counts after READY, and noop exits right then: each value is one early sample
+        causes.append("noop exits right after READY, so its memory is one sample or none")
+    if not causes:
+        causes.append("a noisy host or CPU frequency scaling")
+    if runtime_failed:
+        causes.append("this runtime had failed instances in the run")
+    if outliers:
+        causes.append(f"{outliers} outlier{'s' if outliers > 1 else ''} (kept, marked in the "
+                      "table and plots)")
+    return causes
+
+
 # -- environment ------------------------------------------------------------------------
 
 
@@ -307,7 +363,7 @@ def _setting(value) -> str:
 def _utc(timestamp) -> str | None:
     if timestamp is None:
         return None
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

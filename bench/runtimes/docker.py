@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from bench.agent import AGENT_PATH, LineReader
 from bench.collect.cgroups import Cgroup
-from bench.collect.processes import find_ancestor
+from bench.collect.processes import find_ancestor, find_by_cmdline
 from bench.errors import RuntimeFailure, UserError
 from bench.images import ensure_docker_image
 from bench.params import Param
@@ -132,11 +132,12 @@ class DockerRuntime(Runtime):
             inst.phases["startup.start_s"] = t_started - t_created
             inst.container.reload()
             pid = inst.container.attrs["State"].get("Pid") or 0
-            if pid:
-                inst.shim_pid = find_ancestor(pid, "containerd-shim")
-                if inst.cgroup is None:  # systemd driver: read the container's own cgroup
-                    try:
-                        inst.cgroup = Cgroup.of_pid(pid)
-                    except (FileNotFoundError, KeyError):
-                        pass
+            # The shim serves the container and outlives a short one: count it in PSS.
+            inst.shim_pid = (pid and find_ancestor(pid, "containerd-shim")) or \
+                find_by_cmdline("containerd-shim", inst.container.id)
+            if pid and inst.cgroup is None:  # systemd driver: read the container's own cgroup
+                try:
+                    inst.cgroup = Cgroup.of_pid(pid)
+                except (FileNotFoundError, KeyError):
+                    pass
         return inst

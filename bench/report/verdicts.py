@@ -1,0 +1,413 @@
+"""Verdicts on the claims cvbench exists to check (DESIGN.md §1): pure functions, no I/O.
+
+Each claim gets one of four verdicts, and the numbers behind it. A claim is
+"supported" or "contradicted" only where the bootstrap 95% CI of a ratio of
+medians excludes 1.0; a ratio whose interval includes 1.0 makes the claim
+"inconclusive", since the run cannot tell the two sides apart. A claim the run
+has no records for is "not measured", with the scenario that would measure it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench import stats
+from bench.report.data import (
+    MiB,
+    complete,
+    emulated_runtimes,
+    in_order,
+    measured,
+    memory_workload,
+    runtime_label,
+)
+
+SUPPORTED = "supported"
+CONTRADICTED = "contradicted"
+INCONCLUSIVE = "inconclusive"
+NOT_MEASURED = "not measured"
+
+CONTAINER_KINDS = ("docker",)
+VM_KINDS = ("qemu",)
+# OCI runtimes that put their own kernel under the container by design: gVisor's Sentry,
+# Kata's guest VM. A container of any other OCI runtime is expected on the host's kernel.
+OWN_KERNEL_OCI_RUNTIMES = ("runsc", "kata")
+
+EMULATED_NOTE = "VM emulated: the VM side measures emulation (QEMU TCG), not a VM on KVM."
+PSS_VIEW = "PSS of the instance's host processes, shims, sandbox and VMM included"
+# Throughput of the victim: higher is better, so with-aggressor / alone below 1 is a loss.
+VICTIM_METRIC = "workload.events_per_s"
+BASE_SCENARIOS = "scenarios/smoke.toml or scenarios/default.toml"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """median(metric of runtime) / median(metric of reference), with the ratio's 95% CI."""
+
+    runtime: str
+    reference: str
+    metric: str
+    workload: str
+    median: float
+    reference_median: float
+    n: int
+    reference_n: int
+    ratio: stats.Ratio
+
+    def describe(self) -> str:
+        unit = _unit(self.metric)
+        return (f"{self.runtime} / {self.reference}: {self.ratio.ratio:.3g}× "
+                f"[{self.ratio.ci_low:.3g}, {self.ratio.ci_high:.3g}]; medians "
+                f"{_scaled(self.median, unit):.3g} vs {_scaled(self.reference_median, unit):.3g} "
+                f"{unit} (n {self.n} vs {self.reference_n}; {self.metric}, {self.workload})")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str
+    status: str
+    reason: str
+    comparisons: tuple[Comparison, ...] = ()
+    notes: tuple[str, ...] = ()  # observations that are not ratios: kernels seen, slopes
+
+    def numbers(self) -> list[str]:
+        return [c.describe() for c in self.comparisons] + list(self.notes)
+
+
+def all_verdicts(frame: pd.DataFrame, environment: dict | None = None) -> list[Verdict]:
+    """One verdict per claim, in the order of DESIGN.md §1."""
+    frame = complete(frame)
+    environment = environment or {}
+    emulated = emulated_runtimes(frame, environment)
+    return [
+        startup_verdict(frame, emulated),
+        memory_verdict(frame, emulated),
+        cpu_verdict(frame, emulated),
+        kernel_verdict(frame, environment),
+        allocation_verdict(frame, emulated),
+        isolation_verdict(frame, emulated),
+        storage_verdict(frame),
+    ]
+
+
+def table(verdicts: list[Verdict]) -> pd.DataFrame:
+    """The verdicts as a frame, one row per claim (for notebooks)."""
+    return pd.DataFrame([{"claim": v.claim, "verdict": v.status, "reason": v.reason,
+                          "numbers": "\n".join(v.numbers())} for v in verdicts])
+
+
+# -- a, b, c: a container costs less than a VM -----------------------------------------------
+
+
+def startup_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
+    rows = _metric_rows(frame, "startup.ready_s")
+    noop = rows[rows["workload"] == "noop"]
+    # noop starts and stops and does nothing else; without it, pool what there is
+    rows, workload = (noop, "noop") if _both_sides_have(noop) else (rows, "all workloads pooled")
+    return _container_vs_vm_verdict("Containers start faster than VMs", frame, rows,
+                                    "startup.ready_s", workload,
+                                    "time from launch to READY", emulated,
+                                    f"{BASE_SCENARIOS} run containers and a VM")
+
+
+def memory_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
+    claim = "Containers use less memory per instance than VMs"
+    rows = _metric_rows(frame, "mem.pss_bytes")
+    workload = _longest_lived_workload_of_both_sides(rows)
+    hint = f"{BASE_SCENARIOS} run containers and a VM"
+    if workload is None:
+        return _not_measured(claim, rows, "mem.pss_bytes", "a workload both ran", hint)
+    return _container_vs_vm_verdict(claim, frame, rows[rows["workload"] == workload],
+                                    "mem.pss_bytes", workload, f"memory ({PSS_VIEW})", emulated,
+                                    hint)
+
+
+def cpu_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
+    rows = _metric_rows(frame, "cpu.seconds")
+    # noop: the CPU it costs to start and stop an instance, and nothing else
+    return _container_vs_vm_verdict("Containers use less CPU per instance than VMs", frame,
+                                    rows[rows["workload"] == "noop"], "cpu.seconds", "noop",
+                                    "CPU time to start and stop (cpu.seconds)", emulated,
+                                    f"the noop workload of {BASE_SCENARIOS} measures it")
+
+
+def _container_vs_vm_verdict(claim: str, frame: pd.DataFrame, rows: pd.DataFrame, metric: str,
+                             workload: str, what: str, emulated: set[str],
+                             not_measured_hint: str) -> Verdict:
+    """Supported when every container/VM ratio of medians is below 1 with 95% confidence.
+
+    rows hold one metric on the workload compared; frame is the whole run, to name the
+    container and VM runtimes that left no value there (all failed, or not sampled).
+    """
+    comparisons = [_compare(_values(rows, container), _values(rows, vm),
+                            runtime_label(container, emulated), runtime_label(vm, emulated),
+                            metric, workload)
+                   for container in _runtimes_of(rows, CONTAINER_KINDS)
+                   for vm in _runtimes_of(rows, VM_KINDS)]
+    if not comparisons:
+        return _not_measured(claim, rows, metric, workload, not_measured_hint)
+    below = [c for c in comparisons if c.ratio.ci_high < 1]
+    above = [c for c in comparisons if c.ratio.ci_low > 1]
+    if len(below) == len(comparisons):
+        status, reason = SUPPORTED, (f"every container/VM ratio of {what} is below 1 with 95% "
+                                     "confidence.")
+    elif above:
+        status, reason = CONTRADICTED, (f"the container costs more {what} than the VM for "
+                                        f"{_pairs(above)} (ratio CI above 1).")
+    else:
+        unclear = [c for c in comparisons if c not in below]
+        status, reason = INCONCLUSIVE, (f"measured, but the 95% CI of the ratio includes 1 (no "
+                                        f"difference shown) for {_pairs(unclear)}.")
+    left_out = [r for r in _runtimes_of(frame, CONTAINER_KINDS + VM_KINDS)
+                if r not in set(rows["runtime"])]
+    notes = tuple(f"{r}: no {metric} value on {workload}" for r in left_out)
+    return Verdict(claim, status, _with_emulation(reason, rows, emulated), tuple(comparisons),
+                   notes)
+
+
+def _not_measured(claim: str, rows: pd.DataFrame, metric: str, where: str, hint: str) -> Verdict:
+    sides = [side for side, kinds in (("container", CONTAINER_KINDS), ("VM", VM_KINDS))
+             if not _runtimes_of(rows, kinds)] or ["container and VM"]
+    return Verdict(claim, NOT_MEASURED, f"not measured: no {' or '.join(sides)} value of "
+                   f"{metric} on {where} in this run; {hint}.")
+
+
+def _compare(values, reference_values, runtime: str, reference: str, metric: str,
+             workload: str) -> Comparison:
+    values = np.asarray(values, float)
+    reference_values = np.asarray(reference_values, float)
+    return Comparison(runtime, reference, metric, workload, float(np.median(values)),
+                      float(np.median(reference_values)), len(values), len(reference_values),
+                      stats.ratio_ci(values, reference_values))
+
+
+def _values(rows: pd.DataFrame, runtime: str) -> np.ndarray:
+    return rows.loc[rows["runtime"] == runtime, "value"].to_numpy(float)
+
+
+def _longest_lived_workload_of_both_sides(rows: pd.DataFrame) -> str | None:
+    """The memory workload (data.memory_workload) among those a container and a VM both have.
+
+    A VM whose longest workload failed still has a footprint on the others; comparing
+    there beats not comparing at all, and the comparison names its workload.
+    """
+    shared = [w for w in in_order(rows["workload"])
+              if _both_sides_have(rows[rows["workload"] == w])]
+    return memory_workload(rows[rows["workload"].isin(shared)]) if shared else None
+
+
+# -- d: who shares the host's kernel -----------------------------------------------------------
+
+
+def kernel_verdict(frame: pd.DataFrame, environment: dict) -> Verdict:
+    claim = "Containers share the host kernel; VMs and gVisor do not"
+    rows = _metric_rows(frame, "kernel.shared_with_host")
+    if rows.empty:
+        return Verdict(claim, NOT_MEASURED, "not measured: the records have no "
+                       "kernel.shared_with_host (runs made before cvbench recorded it); any "
+                       f"scenario measures it, e.g. {BASE_SCENARIOS}.")
+    host_kernel = (environment.get("host") or {}).get("kernel") or "not recorded"
+    notes, unexpected = [], []
+    for runtime in in_order(rows["runtime"]):
+        mine = rows[rows["runtime"] == runtime]
+        expected = _expects_host_kernel(mine, runtime, environment)
+        seen = set(mine["value"])
+        releases = in_order(mine["tag.kernel_release"]) if "tag.kernel_release" in mine else []
+        if seen != {1.0 if expected else 0.0}:
+            unexpected.append(runtime)
+        notes.append(f"{runtime}: {_kernel_observation(seen)} in {len(mine)} instances, kernel "
+                     f"{', '.join(map(str, releases)) or 'not recorded'} (expected: "
+                     f"{'the host kernel' if expected else 'its own kernel'})")
+    notes.append(f"host kernel: {host_kernel}")
+    if unexpected:
+        return Verdict(claim, CONTRADICTED, f"{', '.join(unexpected)} did not run on the kernel "
+                       "expected of its kind.", notes=tuple(notes))
+    missing = [side for side, kinds in (("container", CONTAINER_KINDS), ("VM", VM_KINDS))
+               if not _runtimes_of(rows, kinds)]
+    reason = "every runtime ran on the kernel expected of its kind."
+    if missing:
+        reason += f" This run has no {' and no '.join(missing)} runtime to check."
+    return Verdict(claim, SUPPORTED, reason, notes=tuple(notes))
+
+
+def _expects_host_kernel(rows: pd.DataFrame, runtime: str, environment: dict) -> bool:
+    kind = rows["kind"].iloc[0]
+    if kind == "native":
+        return True
+    if kind not in CONTAINER_KINDS:
+        return False
+    oci = _first_tag(rows, "oci_runtime") or \
+        ((environment.get("runtimes") or {}).get(runtime) or {}).get("oci_runtime") or "runc"
+    return not str(oci).startswith(OWN_KERNEL_OCI_RUNTIMES)
+
+
+def _kernel_observation(seen: set[float]) -> str:
+    if seen == {1.0}:
+        return "host kernel"
+    if seen == {0.0}:
+        return "own kernel"
+    return "host kernel in some instances, own kernel in others"
+
+
+# -- e: a VM pays for what it is given, a container for what it uses ---------------------------
+
+
+def allocation_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
+    """PSS at the largest memory_mib over PSS at the smallest, per runtime.
+
+    A VM's guest touches its RAM as it boots, so its footprint should grow with the
+    size it is given; a container's only with what its processes use.
+    """
+    claim = "A VM pays for the memory it is given, a container for what it uses"
+    not_measured = Verdict(claim, NOT_MEASURED, "not measured: needs a container and a VM each "
+                           "run with different memory_mib (scenarios/allocation.toml).")
+    rows = _metric_rows(frame, "mem.pss_bytes")
+    if rows.empty or "tag.memory_mib" not in rows:
+        return not_measured
+    rows = rows[(rows["workload"] == memory_workload(rows)) & rows["tag.memory_mib"].notna()]
+    sizes = {r: sorted(set(mibs)) for r, mibs in rows.groupby("runtime")["tag.memory_mib"]}
+    varied = {r: s for r, s in sizes.items() if len(s) > 1}
+    containers = [r for r in _runtimes_of(rows, CONTAINER_KINDS) if r in varied]
+    vms = [r for r in _runtimes_of(rows, VM_KINDS) if r in varied]
+    if not containers or not vms:
+        return not_measured
+    growth = {r: _growth(rows, r, varied[r], emulated) for r in containers + vms}
+    notes = tuple(_slope_note(rows, r, varied[r]) for r in containers + vms)
+    lowest_vm = min(growth[v].ratio.ci_low for v in vms)
+    vms_grow = all(growth[v].ratio.ci_low > 1 for v in vms)
+    if vms_grow and all(growth[c].ratio.ci_high < lowest_vm for c in containers):
+        status, reason = SUPPORTED, ("every VM's PSS grows with the memory it is given (CI above "
+                                     "1), and more than any container's.")
+    elif any(growth[c].ratio.ci_low > growth[v].ratio.ci_high for c in containers for v in vms):
+        status, reason = CONTRADICTED, "a container's PSS grows more with its limit than a VM's."
+    else:
+        status, reason = INCONCLUSIVE, ("measured, but the 95% CIs of the growth ratios do not "
+                                        "separate VMs from containers.")
+    comparisons = tuple(growth[r] for r in containers + vms)
+    return Verdict(claim, status, _with_emulation(reason, rows, emulated), comparisons, notes)
+
+
+def _growth(rows: pd.DataFrame, runtime: str, sizes: list, emulated: set[str]) -> Comparison:
+    mine = rows[rows["runtime"] == runtime]
+    small, large = sizes[0], sizes[-1]
+    label = runtime_label(runtime, emulated)
+    return _compare(mine.loc[mine["tag.memory_mib"] == large, "value"],
+                    mine.loc[mine["tag.memory_mib"] == small, "value"],
+                    f"{label} @ {large:g} MiB", f"{label} @ {small:g} MiB", "mem.pss_bytes",
+                    f"{mine['workload'].iloc[0]}, memory_mib {small:g} -> {large:g}")
+
+
+def _slope_note(rows: pd.DataFrame, runtime: str, sizes: list) -> str:
+    medians = rows[rows["runtime"] == runtime].groupby("tag.memory_mib")["value"].median()
+    slope = np.polyfit(np.array(sizes, float), medians.loc[sizes].to_numpy(float) / MiB, 1)[0]
+    return f"{runtime}: {slope:+.2f} MiB of PSS per MiB given (least squares over medians)"
+
+
+# -- f: isolation against a noisy neighbour ---------------------------------------------------
+
+
+def isolation_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
+    """The victim's throughput with an aggressor over alone; a VM should keep more of it.
+
+    Records measured next to an aggressor carry tag aggressor (its name); the victim's
+    records without it (or with "none") are the same cell alone.
+    """
+    claim = "VMs isolate better against noisy neighbours"
+    rows = _metric_rows(frame, VICTIM_METRIC)
+    if "tag.aggressor" not in rows or not _with_aggressor(rows).any():
+        return Verdict(claim, NOT_MEASURED, "not measured (scenarios/isolation.toml).")
+    degradation = {}  # runtime -> victim with aggressor / alone
+    for runtime in _runtimes_of(rows, CONTAINER_KINDS + VM_KINDS):
+        mine = rows[rows["runtime"] == runtime]
+        beside, alone = mine[_with_aggressor(mine)], mine[~_with_aggressor(mine)]
+        if not beside.empty and not alone.empty:
+            label = runtime_label(runtime, emulated)
+            degradation[runtime] = _compare(beside["value"], alone["value"],
+                                            f"{label} with aggressor", f"{label} alone",
+                                            VICTIM_METRIC, "victim")
+    containers = [r for r in _runtimes_of(rows, CONTAINER_KINDS) if r in degradation]
+    vms = [r for r in _runtimes_of(rows, VM_KINDS) if r in degradation]
+    if not containers or not vms:
+        return Verdict(claim, NOT_MEASURED, "not measured: needs a container and a VM victim, "
+                       "each alone and beside an aggressor (scenarios/isolation.toml).")
+    comparisons = tuple(degradation[r] for r in containers + vms)
+    c_ratio = {r: degradation[r].ratio for r in containers}
+    v_ratio = {r: degradation[r].ratio for r in vms}
+    lowest_vm = min(v.ci_low for v in v_ratio.values())
+    if all(c.ci_high < 1 and c.ci_high < lowest_vm for c in c_ratio.values()):
+        status, reason = SUPPORTED, ("every container loses throughput beside the aggressor (CI "
+                                     "below 1), and more than any VM.")
+    elif any(c.ci_low > v.ci_high for c in c_ratio.values() for v in v_ratio.values()):
+        status, reason = CONTRADICTED, "a container keeps more of its throughput than a VM."
+    else:
+        status, reason = INCONCLUSIVE, ("measured, but the 95% CIs of the degradation ratios do "
+                                        "not separate VMs from containers.")
+    return Verdict(claim, status, _with_emulation(reason, rows, emulated), comparisons)
+
+
+def _with_aggressor(rows: pd.DataFrame) -> pd.Series:
+    tag = rows["tag.aggressor"]
+    return tag.notna() & ~tag.astype(str).isin(["", "none"])
+
+
+# -- g: storage --------------------------------------------------------------------------------
+
+
+def storage_verdict(frame: pd.DataFrame) -> Verdict:
+    claim = "Image layers are shared and the container layer is copy-on-write"
+    if measured(frame)["metric"].astype(str).str.startswith("storage.").any():
+        # The metrics exist, the rule that judges them does not yet: say so, claim nothing
+        return Verdict(claim, INCONCLUSIVE, "storage.* metrics are recorded, but cvbench has no "
+                       "rule to judge them yet.")
+    return Verdict(claim, NOT_MEASURED, "not measured (scenarios/storage.toml).")
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _metric_rows(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    rows = measured(frame)
+    return rows[rows["metric"] == metric] if not rows.empty else rows
+
+
+def _runtimes_of(rows: pd.DataFrame, kinds: tuple[str, ...]) -> list[str]:
+    return in_order(rows.loc[rows["kind"].isin(kinds), "runtime"]) if not rows.empty else []
+
+
+def _both_sides_have(rows: pd.DataFrame) -> bool:
+    return bool(_runtimes_of(rows, CONTAINER_KINDS)) and bool(_runtimes_of(rows, VM_KINDS))
+
+
+def _first_tag(rows: pd.DataFrame, name: str):
+    column = f"tag.{name}"
+    values = in_order(rows[column]) if column in rows else []
+    return values[0] if values else None
+
+
+def _with_emulation(reason: str, rows: pd.DataFrame, emulated: set[str]) -> str:
+    """The reason, with a warning when one of the VMs compared in rows was emulated."""
+    if emulated & set(_runtimes_of(rows, VM_KINDS)):
+        return f"{reason} {EMULATED_NOTE}"
+    return reason
+
+
+def _pairs(comparisons: list[Comparison]) -> str:
+    return ", ".join(f"{c.runtime} vs {c.reference}" for c in comparisons)
+
+
+def _unit(metric: str) -> str:
+    if metric.endswith("_bytes"):
+        return "MiB"
+    if metric.endswith(("_s", ".seconds")):
+        return "s"
+    return "1/s" if metric.endswith("_per_s") else ""
+
+
+def _scaled(value: float, unit: str) -> float:
+    if math.isnan(value):
+        return value
+    return value / MiB if unit == "MiB" else value

@@ -1,0 +1,162 @@
+"""Verdicts on the claims, on the recorded smoke run (containers vs a VM under TCG) and on
+small synthetic frames where the answer is known."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from bench.report import verdicts
+from bench.report.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED
+from bench.results import load_frame
+
+HOST_KERNEL = "6.18.44-host"
+
+
+@pytest.fixture
+def smoke(golden):
+    directory = golden / "run_smoke"
+    environment = json.loads((directory / "environment.json").read_text())
+    return load_frame(directory), environment
+
+
+def by_claim(found: list[verdicts.Verdict]) -> dict[str, verdicts.Verdict]:
+    keys = ["startup", "memory", "cpu", "kernel", "allocation", "isolation", "storage"]
+    return dict(zip(keys, found, strict=True))
+
+
+def rows(runtime, kind, metric, values, workload="noop", **tags):
+    """Records of one cell as load_frame gives them, tags flattened to tag.<name>."""
+    return [{"run": "r", "scenario": "s", "cell": f"{workload}@{runtime}", "workload": workload,
+             "runtime": runtime, "kind": kind, "rep": rep, "warmup": False, "metric": metric,
+             "value": value, "unit": "", "t": 0.0, "image": "i", "error": None,
+             **{f"tag.{name}": v for name, v in tags.items()}}
+            for rep, value in enumerate(values)]
+
+
+def test_the_recorded_run_supports_startup_and_memory_with_the_emulation_said(smoke):
+    frame, environment = smoke
+    found = by_claim(verdicts.all_verdicts(frame, environment))
+    for claim in ("startup", "memory", "cpu"):
+        verdict = found[claim]
+        assert verdict.status == SUPPORTED, verdict
+        assert "VM emulated: the VM side measures emulation" in verdict.reason
+        assert all(c.ratio.ci_high < 1 for c in verdict.comparisons)
+        assert all("qemu (emulated)" == c.reference for c in verdict.comparisons)
+    startup = found["startup"]
+    assert {c.runtime for c in startup.comparisons} == {"runc", "runsc"}
+    assert {c.workload for c in startup.comparisons} == {"noop"}
+    assert "PSS" in found["memory"].reason  # says which memory view
+    # The recorded run predates kernel.shared_with_host and has no scenario for the rest
+    for claim in ("kernel", "allocation", "isolation", "storage"):
+        assert found[claim].status == NOT_MEASURED
+    assert "scenarios/isolation.toml" in found["isolation"].reason
+    assert "scenarios/storage.toml" in found["storage"].reason
+    assert "scenarios/allocation.toml" in found["allocation"].reason
+
+
+def test_without_the_vm_nothing_is_measured(smoke):
+    frame, environment = smoke
+    found = by_claim(verdicts.all_verdicts(frame[frame["kind"] != "qemu"], environment))
+    for claim in ("startup", "memory", "cpu"):
+        assert found[claim].status == NOT_MEASURED
+        assert "no VM value" in found[claim].reason
+        assert "scenarios/smoke.toml" in found[claim].reason
+        assert "emulat" not in found[claim].reason
+
+
+def test_overlapping_samples_are_inconclusive():
+    frame = pd.DataFrame(rows("runc", "docker", "startup.ready_s", [1.0, 1.2, 0.9, 1.1, 1.05])
+                         + rows("qemu", "qemu", "startup.ready_s", [1.1, 0.95, 1.15, 1.0, 1.2]))
+    verdict = verdicts.startup_verdict(frame, emulated=set())
+    assert verdict.status == INCONCLUSIVE
+    (comparison,) = verdict.comparisons
+    assert comparison.ratio.ci_low < 1 < comparison.ratio.ci_high
+    assert "includes 1" in verdict.reason and "emulat" not in verdict.reason
+
+
+def test_a_container_slower_than_the_vm_contradicts():
+    frame = pd.DataFrame(rows("runc", "docker", "cpu.seconds", [2.0, 2.1, 1.9, 2.05])
+                         + rows("qemu", "qemu", "cpu.seconds", [1.0, 1.1, 0.9, 1.05]))
+    assert verdicts.cpu_verdict(frame, emulated=set()).status == CONTRADICTED
+
+
+def test_startup_pools_workloads_when_there_is_no_noop():
+    frame = pd.DataFrame(rows("runc", "docker", "startup.ready_s", [0.2, 0.21], "cpu")
+                         + rows("runc", "docker", "startup.ready_s", [0.22, 0.2], "idle")
+                         + rows("qemu", "qemu", "startup.ready_s", [5.0, 5.2], "cpu"))
+    verdict = verdicts.startup_verdict(frame, emulated=set())
+    assert verdict.status == SUPPORTED
+    assert verdict.comparisons[0].n == 4 and "pooled" in verdict.comparisons[0].workload
+
+
+def kernel_frame(runsc_value: float = 0.0, qemu_value: float = 0.0) -> pd.DataFrame:
+    return pd.DataFrame(
+        rows("native", "native", "kernel.shared_with_host", [1.0] * 3,
+             kernel_release=HOST_KERNEL)
+        + rows("runc", "docker", "kernel.shared_with_host", [1.0] * 3, oci_runtime="runc",
+               kernel_release=HOST_KERNEL)
+        + rows("runsc", "docker", "kernel.shared_with_host", [runsc_value] * 3,
+               oci_runtime="runsc", kernel_release="4.4.0")
+        + rows("qemu", "qemu", "kernel.shared_with_host", [qemu_value] * 3,
+               kernel_release="6.1.0-56-cloud-amd64"))
+
+
+def test_kernel_claim_supported_when_each_runtime_saw_the_expected_kernel():
+    verdict = verdicts.kernel_verdict(kernel_frame(), {"host": {"kernel": HOST_KERNEL}})
+    assert verdict.status == SUPPORTED
+    notes = "\n".join(verdict.notes)
+    assert f"runc: host kernel in 3 instances, kernel {HOST_KERNEL}" in notes
+    assert "runsc: own kernel in 3 instances, kernel 4.4.0" in notes
+    assert "qemu: own kernel" in notes and "6.1.0-56-cloud-amd64" in notes
+    assert f"host kernel: {HOST_KERNEL}" in notes
+
+
+def test_kernel_claim_contradicted_by_a_vm_or_gvisor_on_the_host_kernel():
+    for frame, culprit in ((kernel_frame(qemu_value=1.0), "qemu"),
+                           (kernel_frame(runsc_value=1.0), "runsc")):
+        verdict = verdicts.kernel_verdict(frame, {})
+        assert verdict.status == CONTRADICTED
+        assert verdict.reason.startswith(culprit)
+
+
+def test_kernel_claim_contradicted_by_a_runc_container_on_its_own_kernel():
+    frame = kernel_frame()
+    frame.loc[(frame["runtime"] == "runc") & (frame["rep"] == 0), "value"] = 0.0
+    verdict = verdicts.kernel_verdict(frame, {})
+    assert verdict.status == CONTRADICTED
+    assert any("runc: host kernel in some instances" in note for note in verdict.notes)
+
+
+def test_oci_runtime_can_come_from_the_environment():
+    frame = kernel_frame().drop(columns="tag.oci_runtime")
+    environment = {"runtimes": {"runsc": {"kind": "docker", "oci_runtime": "runsc"}}}
+    assert verdicts.kernel_verdict(frame, environment).status == SUPPORTED
+
+
+def test_allocation_and_isolation_on_synthetic_scenarios():
+    pss = "mem.pss_bytes"
+    allocation = pd.DataFrame(
+        rows("runc", "docker", pss, [20e6, 21e6, 20.5e6], "idle", memory_mib=256)
+        + rows("runc", "docker", pss, [20.2e6, 20.8e6, 20.4e6], "idle", memory_mib=1024)
+        + rows("qemu", "qemu", pss, [300e6, 305e6, 302e6], "idle", memory_mib=256)
+        + rows("qemu", "qemu", pss, [1000e6, 1010e6, 1005e6], "idle", memory_mib=1024))
+    verdict = verdicts.allocation_verdict(allocation, emulated={"qemu"})
+    assert verdict.status == SUPPORTED, verdict
+    assert "emulat" in verdict.reason and any("MiB of PSS per MiB given" in n
+                                              for n in verdict.notes)
+
+    metric = verdicts.VICTIM_METRIC
+    isolation = pd.DataFrame(
+        rows("runc", "docker", metric, [1000, 1010, 990], "cpu", aggressor=None)
+        + rows("runc", "docker", metric, [600, 610, 590], "cpu", aggressor="stress")
+        + rows("qemu", "qemu", metric, [1000, 1010, 990], "cpu", aggressor=None)
+        + rows("qemu", "qemu", metric, [950, 960, 955], "cpu", aggressor="stress"))
+    assert verdicts.isolation_verdict(isolation, emulated=set()).status == SUPPORTED
+
+
+def test_verdicts_table_has_one_row_per_claim(smoke):
+    frame, environment = smoke
+    table = verdicts.table(verdicts.all_verdicts(frame, environment))
+    assert list(table.columns) == ["claim", "verdict", "reason", "numbers"]
+    assert len(table) == 7

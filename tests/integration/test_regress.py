@@ -37,7 +37,10 @@ def test_gate_passes_a_repeat_and_catches_a_slowdown(tmp_path):
     assert repeat.returncode == 0, repeat.stdout
     assert (tmp_path / "b" / "compare.md").read_text().startswith("**cvbench compare**: 0 regression")
 
-    hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2 * os.cpu_count())]
+    # Each hog in its own session: with scheduler autogroups, hogs sharing one session
+    # would share one CPU share between them and barely touch the instance's cgroup.
+    hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"], start_new_session=True)
+            for _ in range(4 * os.cpu_count())]
     try:
         slowed = cvbench("regress", *args, "--out", tmp_path / "c", timeout=300)
     finally:

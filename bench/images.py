@@ -196,10 +196,21 @@ def prune_images(keep_current: bool = True, cache: Path = CACHE) -> list[str]:
         if keep_current and img.key == current:
             continue
         shutil.rmtree(img.directory)
+        _remove_docker_image(img.docker_tag)
         removed.append(img.key)
     for leftover in cache.glob(".build-*") if cache.exists() else []:
         shutil.rmtree(leftover, ignore_errors=True)
     return removed
+
+
+def _remove_docker_image(tag: str) -> None:
+    """The imported copy goes with the cache entry, where an engine answers."""
+    try:
+        import docker
+
+        docker.from_env(timeout=30).images.remove(tag, force=True)
+    except Exception:
+        pass  # no engine, or never imported: nothing to remove
 
 
 def _sha256(path: Path) -> str:

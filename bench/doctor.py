@@ -136,7 +136,7 @@ def clean_leftovers() -> list[str]:
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         if (proc.info["name"] or "").startswith("qemu-system") and "cvbench.cmd=" in cmdline:
-            run = _run_of(proc.pid)
+            run = run_of_pid(proc.pid)
             if run is None or not run_is_live(run):
                 proc.kill()
                 done.append(f"killed VM process {proc.pid}")
@@ -152,7 +152,7 @@ def clean_leftovers() -> list[str]:
     return done or ["nothing left behind"]
 
 
-def _run_of(pid: int) -> str | None:
+def run_of_pid(pid: int) -> str | None:
     """The run id from a process's cgroup path (.../cvbench/RUN/INSTANCE)."""
     try:
         text = Path(f"/proc/{pid}/cgroup").read_text()

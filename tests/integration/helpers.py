@@ -8,6 +8,7 @@ from pathlib import Path
 import psutil
 
 from bench.collect.cgroups import ROOT, V1_CONTROLLERS, cgroup_version
+from bench.doctor import run_of_pid
 from bench.runner import WORKDIR
 
 REPO = Path(__file__).parent.parent.parent
@@ -22,16 +23,26 @@ def records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
 
 
+def vm_pids(run_id: str) -> list[int]:
+    """QEMU processes of this run (other runs may be going on beside it)."""
+    return [proc.pid for proc in psutil.process_iter(["name", "cmdline"])
+            if (proc.info["name"] or "").startswith("qemu")
+            and "cvbench.cmd=" in " ".join(proc.info["cmdline"] or [])
+            and run_of_pid(proc.pid) == run_id]
+
+
+def container_ids(run_id: str, running_only: bool = False) -> list[str]:
+    argv = ["docker", "ps", "-q", "--filter", f"label=cvbench.run={run_id}"]
+    if not running_only:
+        argv.insert(2, "-a")
+    return subprocess.run(argv, capture_output=True, text=True).stdout.split()
+
+
 def leftovers(run_id: str) -> list[str]:
     """Everything a run could leave behind; empty when it cleaned up."""
     found = []
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=cvbench.run={run_id}"],
-                         capture_output=True, text=True).stdout.split()
-    found += [f"container {c}" for c in out]
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        if "cvbench.cmd=" in " ".join(proc.info["cmdline"] or []) and \
-                (proc.info["name"] or "").startswith("qemu"):
-            found.append(f"qemu pid {proc.pid}")
+    found += [f"container {c}" for c in container_ids(run_id)]
+    found += [f"qemu pid {pid}" for pid in vm_pids(run_id)]
     bases = [ROOT / "cvbench"] if cgroup_version() == 2 else [ROOT / c / "cvbench" for c in V1_CONTROLLERS]
     found += [f"cgroup {b / run_id}" for b in bases if (b / run_id).exists()]
     if (WORKDIR / run_id).exists():

@@ -8,10 +8,9 @@ import subprocess
 import sys
 import time
 
-import psutil
 import pytest
 
-from .helpers import REPO, cvbench, leftovers, records
+from .helpers import REPO, container_ids, cvbench, leftovers, records, vm_pids
 
 pytestmark = pytest.mark.integration
 
@@ -66,14 +65,17 @@ def _wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _running_vm():
-    return any("cvbench.cmd=" in " ".join(p.info["cmdline"] or []) and
-               (p.info["name"] or "").startswith("qemu") for p in psutil.process_iter(["name", "cmdline"]))
+def _run_id(out):
+    env = out / "environment.json"
+    return json.loads(env.read_text())["run"] if env.exists() else None
 
 
-def _running_container():
-    return bool(subprocess.run(["docker", "ps", "-q", "--filter", "label=cvbench.run"],
-                               capture_output=True, text=True).stdout.strip())
+def _running_vm(run_id):
+    return bool(vm_pids(run_id))
+
+
+def _running_container(run_id):
+    return bool(container_ids(run_id, running_only=True))
 
 
 @pytest.mark.parametrize("sig, busy", [(signal.SIGINT, _running_vm), (signal.SIGTERM, _running_container)],
@@ -82,7 +84,8 @@ def test_signal_mid_run_cleans_up_and_keeps_records(tmp_path, sig, busy):
     out = tmp_path / "run"
     proc = _start(out)
     try:
-        _wait_for(lambda: (out / "records.jsonl").exists() and busy(), 180, "an instance to be running")
+        _wait_for(lambda: (out / "records.jsonl").exists() and busy(_run_id(out)), 180,
+                  "an instance of this run to be running")
         os.killpg(proc.pid, sig)  # as a terminal Ctrl-C reaches the whole process group
         output, _ = proc.communicate(timeout=60)
     finally:

@@ -99,6 +99,32 @@ def checks() -> list[Check]:
     ]
 
 
+#: runtime kind -> the checks it needs
+RUNTIME_NEEDS = {
+    "native": ("root", "cgroups", "mmdebstrap"),
+    "docker runc": ("root", "cgroups", "mmdebstrap", "docker"),
+    "docker runsc (gVisor)": ("root", "cgroups", "mmdebstrap", "docker", "runsc"),
+    "qemu": ("root", "cgroups", "mmdebstrap", "mke2fs", "qemu-system-x86_64", "qemu-img"),
+}
+
+
+def runtime_lines(results: list[Check]) -> list[str]:
+    """Which runtime kinds can run here, and what stops the others."""
+    by_name = {c.name: c for c in results}
+    lines = []
+    for runtime, needs in RUNTIME_NEEDS.items():
+        missing = [n for n in needs if not by_name[n].ok]
+        if missing:
+            lines.append(f"{runtime}: NOT usable: needs {', '.join(missing)} (see above)")
+        elif runtime == "qemu":
+            kvm = by_name["kvm"]
+            lines.append("qemu: usable with KVM" if kvm.ok else
+                         "qemu: usable, EMULATED (TCG): KVM cannot boot a guest here; results are labelled")
+        else:
+            lines.append(f"{runtime}: usable")
+    return lines
+
+
 def run_checks(fix: bool = False) -> int:
     if fix:
         from bench.hostsetup import ensure_host
@@ -110,6 +136,9 @@ def run_checks(fix: bool = False) -> int:
         print(f"{mark} {check.name:<20} {check.detail}")
         if check.fix and not check.ok:
             print(f"    fix: {check.fix}")
+    print("\nruntimes:")
+    for line in runtime_lines(results):
+        print(f"  {line}")
     # KVM missing is not an error: VMs still run, emulated and labelled.
     blocking = [c for c in results if not c.ok and c.name != "kvm"]
     return 1 if blocking else 0

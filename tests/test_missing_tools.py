@@ -31,3 +31,15 @@ def test_no_docker_engine_names_the_socket(monkeypatch):
         docker_client()
     assert "unix:///nonexistent/docker.sock" in str(err.value)
     assert "dockerd" in err.value.fix or "docker.io" in err.value.fix
+
+
+def test_doctor_says_which_runtimes_are_usable():
+    from bench.doctor import Check, runtime_lines
+
+    names = ("root", "cgroups", "mmdebstrap", "mke2fs", "docker", "runsc", "qemu-system-x86_64",
+             "qemu-img", "kvm")
+    results = [Check(n, n not in ("runsc", "kvm"), "") for n in names]
+    lines = runtime_lines(results)
+    assert "native: usable" in lines and "docker runc: usable" in lines
+    assert any(line.startswith("docker runsc (gVisor): NOT usable: needs runsc") for line in lines)
+    assert any("EMULATED" in line for line in lines)

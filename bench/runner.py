@@ -180,6 +180,10 @@ class Runner:
     def _measure_all(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        if self.scenario.mode != "cells":  # density, storage, allocation: their own driver
+            from bench.modes import driver
+
+            return driver(self.scenario.mode)(self)
         steps = [s for s in plan(self.scenario) if s.cell.runtime.name in self.runtimes]
         print(f"run {self.run_id}: {len(steps)} instances of {self.scenario.name} "
               f"-> {self.out_dir}", flush=True)

@@ -24,6 +24,12 @@ TOP_LEVEL = {
     "memory_mib": Param(int, 512, "memory each instance gets, in every runtime"),
     "sample_hz": Param(float, 10.0, "memory/CPU sampling rate"),
     "allow_partial": Param(bool, True, "run the usable runtimes when others are not"),
+    "mode": Param(str, "cells", "which driver runs the scenario: cells (workload x runtime), "
+                  "density, storage or allocation", choices=("cells", "density", "storage", "allocation")),
+    "counts": Param(list, [1, 2, 4], "density: how many idle instances to start at once, per step"),
+    "memory_floor_mib": Param(int, 2048, "density: stop before host MemAvailable falls below this"),
+    "memory_sizes_mib": Param(list, [256, 512, 1024], "allocation: memory each instance is given"),
+    "touch_mib": Param(int, 200, "allocation: memory the guest touches and frees"),
 }
 
 
@@ -58,6 +64,11 @@ class Scenario:
     runtimes: tuple[RuntimeSpec, ...]
     workloads: tuple[WorkloadSpec, ...]
     quick: bool = False
+    mode: str = "cells"
+    counts: tuple = (1, 2, 4)
+    memory_floor_mib: int = 2048
+    memory_sizes_mib: tuple = (256, 512, 1024)
+    touch_mib: int = 200
 
     def with_overrides(self, reps=None, runtimes=None, quick=False) -> "Scenario":
         """Command-line overrides: --reps, --runtimes a,b, --quick (1 rep, no warm-up, short sizes)."""
@@ -124,6 +135,12 @@ def load_scenario(path: str | Path) -> Scenario:
             raise UserError(f"{file}: {key}: must be positive, got {settings[key]}")
     if settings["warmup"] < 0:
         raise UserError(f"{file}: warmup: must be 0 or more")
+    for key in ("counts", "memory_sizes_mib"):
+        values = settings[key]
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                 for v in values):
+            raise UserError(f"{file}: {key}: expected a list of positive integers, got {values!r}")
+        settings[key] = tuple(values)
 
     runtimes = []
     for name, table in _tables(file, data, "runtimes").items():
@@ -139,7 +156,9 @@ def load_scenario(path: str | Path) -> Scenario:
         runtimes.append(RuntimeSpec(name, kind, options))
 
     workloads = []
-    for name, table in _tables(file, data, "workloads").items():
+    # The density, storage and allocation drivers build their own guest commands.
+    tables = _tables(file, data, "workloads") if settings["mode"] == "cells" or "workloads" in data else {}
+    for name, table in tables.items():
         base = table.get("workload", name)
         if base not in CATALOGUE:
             raise UserError(

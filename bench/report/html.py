@@ -19,7 +19,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from bench import stats
-from bench.report import figures, verdicts
+from bench.report import figures, sharing, verdicts
 from bench.report.data import (
     MiB,
     baseline_runtime,
@@ -82,7 +82,9 @@ def build_report(directory: Path) -> Path:
     drawn = draw_figures(frame, directory / FIGURES_DIR)
     template = Environment(loader=FileSystemLoader(TEMPLATES),
                            autoescape=select_autoescape(["html"])).get_template(REPORT)
-    page = template.render(**page_context(frame, environment, drawn))
+    context = page_context(frame, environment, drawn)
+    context["sections"] = sharing.sections(frame, directory / FIGURES_DIR, environment)
+    page = template.render(**context)
     path = directory / REPORT
     path.write_text(page, encoding="utf-8")
     return path

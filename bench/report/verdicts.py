@@ -357,13 +357,74 @@ def _with_aggressor(rows: pd.DataFrame) -> pd.Series:
 # -- g: storage --------------------------------------------------------------------------------
 
 
+# An instance "shares" the image when what it adds on disk is below this share of the image.
+SHARED_FRACTION = 0.05
+
+
 def storage_verdict(frame: pd.DataFrame) -> Verdict:
+    """Shared: every container's writable layer and every VM overlay, idle, adds less than
+    SHARED_FRACTION of the image's size (the full copy a VM would otherwise need).
+    Copy-on-write: in every container the first write into a file of the image takes longer
+    than a second write into it (ratio first/second with its CI above 1), and the layer grew
+    by about the file's size."""
     claim = "Image layers are shared and the container layer is copy-on-write"
-    if measured(frame)["metric"].astype(str).str.startswith("storage.").any():
-        # The metrics exist, the rule that judges them does not yet: say so, claim nothing
-        return Verdict(claim, INCONCLUSIVE, "storage.* metrics are recorded, but cvbench has no "
-                       "rule to judge them yet.")
-    return Verdict(claim, NOT_MEASURED, "not measured (scenarios/storage.toml).")
+    hint = "not measured (scenarios/storage.toml)."
+    disk = _metric_rows(frame, "storage.instance_disk_bytes")
+    first = _metric_rows(frame, "storage.first_write_s")
+    second = _metric_rows(frame, "storage.second_write_s")
+    containers = [r for r in _runtimes_of(first, CONTAINER_KINDS) if r in set(second["runtime"])]
+    if disk.empty or not containers:
+        return Verdict(claim, NOT_MEASURED, hint if disk.empty else
+                       "not measured: no container completed the first/second write test "
+                       "(scenarios/storage.toml).")
+    image_bytes = _image_bytes(frame, disk)
+    notes = []
+    shared = True
+    for runtime in in_order(disk["runtime"]):
+        median = float(np.median(_values(disk, runtime)))
+        layer = _first_tag(disk[disk["runtime"] == runtime], "layer") or ""
+        share = median / image_bytes if image_bytes else math.nan
+        notes.append(f"{runtime}: an idle instance adds {median / 2**10:.0f} KiB on disk "
+                     f"({layer}; {share:.2%} of the {image_bytes / MiB:.0f} MiB image)")
+        if not share < SHARED_FRACTION:
+            shared = False
+    after = _metric_rows(frame, "storage.instance_disk_after_write_bytes")
+    comparisons = []
+    for runtime in containers + [r for r in _runtimes_of(first, VM_KINDS)
+                                 if r in set(second["runtime"])]:
+        comparisons.append(_compare(_values(first, runtime), _values(second, runtime),
+                                    f"{runtime} first write", f"{runtime} second write",
+                                    "storage.first_write_s",
+                                    "first / second write of one block"))
+        grown = _values(after, runtime)
+        if len(grown):
+            notes.append(f"{runtime}: after the writes the instance's disk holds "
+                         f"{np.median(grown) / MiB:.1f} MiB "
+                         f"(file written: {_first_tag(first, 'write_file_bytes') or 0:.0f} bytes)")
+    cow = [c for c in comparisons if c.runtime.removesuffix(" first write") in containers]
+    if not shared:
+        return Verdict(claim, CONTRADICTED, f"an idle instance adds {SHARED_FRACTION:.0%} of the "
+                       "image or more on disk: the image is not shared.", tuple(comparisons),
+                       tuple(notes))
+    if all(c.ratio.ci_low > 1 for c in cow):
+        return Verdict(claim, SUPPORTED, "every idle instance adds under "
+                       f"{SHARED_FRACTION:.0%} of the image on disk, and in every container the "
+                       "first write into an image file costs more than the second (copy-up; "
+                       "ratio CI above 1).", tuple(comparisons), tuple(notes))
+    return Verdict(claim, INCONCLUSIVE, "layers are shared, but the first write's cost over the "
+                   "second is not shown (ratio CI includes 1, or is below it) for "
+                   f"{_pairs([c for c in cow if not c.ratio.ci_low > 1])}.", tuple(comparisons),
+                   tuple(notes))
+
+
+def _image_bytes(frame: pd.DataFrame, disk: pd.DataFrame) -> float:
+    """The size an instance would need without sharing: the measured full copy, else the
+    image disk's size the storage driver tagged its records with."""
+    copies = _metric_rows(frame, "storage.full_copy_bytes")
+    if not copies.empty:
+        return float(np.median(copies["value"]))
+    tagged = _first_tag(disk, "image_disk_bytes")
+    return float(tagged) if tagged else math.nan
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -89,6 +89,22 @@ class LineReader:
             if line.event and line.event[0] == event:
                 return line
 
+    def wait_for_text(self, text: str, deadline: float) -> AgentLine:
+        """Consume lines until one holds text (a workload's own marker between READY and DONE)."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeFailure(f"timed out waiting for {text!r}{self._tail()}")
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeFailure(f"output ended before {text!r}{self._tail()}")
+            self.transcript.append(line)
+            if text in line.text:
+                return line
+
     def drain(self, timeout: float = 2.0) -> str:
         """Whatever output is left once the instance died (for error messages)."""
         deadline = time.monotonic() + timeout

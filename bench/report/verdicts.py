@@ -265,20 +265,13 @@ def allocation_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
     claim = "A VM pays for the memory it is given, a container for what it uses"
     not_measured = Verdict(claim, NOT_MEASURED, "not measured: needs a container and a VM each "
                            "run with different memory_mib (scenarios/allocation.toml).")
-    rows = _metric_rows(frame, "alloc.pss_bytes")
-    if not rows.empty and "tag.phase" in rows:
-        # scenarios/allocation.toml: after the guest touched and freed memory, a VM keeps
-        # what it touched (the host gets nothing back), a container returns it.
-        touched = rows[rows["tag.phase"] == "touched"]
-        rows = touched if not touched.empty else rows[rows["tag.phase"] == "idle"]
-    else:
-        rows = _metric_rows(frame, "mem.pss_bytes")
-        if rows.empty or "tag.memory_mib" not in rows:
-            return not_measured
-        rows = rows[rows["workload"] == memory_workload(rows)]
+    alloc = _metric_rows(frame, "alloc.pss_bytes")
+    if not alloc.empty and "tag.phase" in alloc:
+        return _retained_verdict(claim, alloc, emulated) or not_measured
+    rows = _metric_rows(frame, "mem.pss_bytes")
     if rows.empty or "tag.memory_mib" not in rows:
         return not_measured
-    rows = rows[rows["tag.memory_mib"].notna()]
+    rows = rows[(rows["workload"] == memory_workload(rows)) & rows["tag.memory_mib"].notna()]
     sizes = {r: sorted(set(mibs)) for r, mibs in rows.groupby("runtime")["tag.memory_mib"]}
     varied = {r: s for r, s in sizes.items() if len(s) > 1}
     containers = [r for r in _runtimes_of(rows, CONTAINER_KINDS) if r in varied]
@@ -299,6 +292,43 @@ def allocation_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
                                         "separate VMs from containers.")
     comparisons = tuple(growth[r] for r in containers + vms)
     return Verdict(claim, status, _with_emulation(reason, rows, emulated), comparisons, notes)
+
+
+def _retained_verdict(claim: str, rows: pd.DataFrame, emulated: set[str]) -> Verdict | None:
+    """scenarios/allocation.toml: the share of the memory the guest touched and freed that the
+    host still pays for afterwards, (PSS after - PSS idle) / touched, per instance. A VM's
+    guest frees into its own free list and the host gets nothing back (about 1); a
+    container's freed pages return to the host (about 0). Judged on the 95% CIs of the
+    medians over all instances of a runtime (every size pooled)."""
+    keys = ["runtime", "rep", "tag.memory_mib"]
+    idle = rows[rows["tag.phase"] == "idle"].set_index(keys)["value"]
+    after = rows[rows["tag.phase"] == "touched"].set_index(keys)
+    if "tag.touch_mib" not in after or after.empty:
+        return None
+    retained = ((after["value"] - idle.reindex(after.index)) /
+                (after["tag.touch_mib"].astype(float) * MiB)).dropna()
+    per_runtime = {r: retained.xs(r, level="runtime").to_numpy(float)
+                   for r in in_order(rows["runtime"]) if r in retained.index.get_level_values(0)}
+    containers = [r for r in _runtimes_of(rows, CONTAINER_KINDS) if r in per_runtime]
+    vms = [r for r in _runtimes_of(rows, VM_KINDS) if r in per_runtime]
+    if not containers or not vms:
+        return None
+    summaries = {r: stats.summary(v) for r, v in per_runtime.items()}
+    notes = tuple(f"{runtime_label(r, emulated)}: still pays for {s.median:.0%} "
+                  f"[{s.ci_low:.0%}, {s.ci_high:.0%}] of the memory its guest touched and freed "
+                  f"(n {s.n}, all sizes)" for r, s in summaries.items())
+    lowest_vm = min(summaries[v].ci_low for v in vms)
+    if all(summaries[c].ci_high < lowest_vm for c in containers) and lowest_vm > 0.5:
+        status, reason = SUPPORTED, ("after the guest touched and freed memory every VM's host "
+                                     "still pays for most of it, more than any container "
+                                     "(95% CIs apart).")
+    elif any(summaries[c].ci_low > summaries[v].ci_high for c in containers for v in vms):
+        status, reason = CONTRADICTED, ("a container keeps more of the memory its process "
+                                        "touched and freed than a VM.")
+    else:
+        status, reason = INCONCLUSIVE, ("measured, but the 95% CIs of what is kept after touch "
+                                        "and free do not separate VMs from containers.")
+    return Verdict(claim, status, _with_emulation(reason, rows, emulated), notes=notes)
 
 
 def _growth(rows: pd.DataFrame, runtime: str, sizes: list, emulated: set[str]) -> Comparison:

@@ -151,6 +151,8 @@ def allocation_frame(vm_after, container_after):
             for phase, value in (("idle", idle), ("touched", idle + after * touch)):
                 out += rows(runtime, kind, "alloc.pss_bytes", [value * MiB], cell="allocation",
                             phase=phase, memory_mib=size, touch_mib=touch)
+                out += rows(runtime, kind, "alloc.paid_fraction", [value / size],
+                            cell="allocation", phase=phase, memory_mib=size, touch_mib=touch)
     return pd.DataFrame(out)
 
 

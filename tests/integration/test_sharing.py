@@ -82,7 +82,7 @@ def test_storage(tmp_path):
 def test_density(tmp_path):
     result, out, rows = _run(tmp_path, 'name = "density"\nmode = "density"\ncounts = [1, 2]\n'
                                        'memory_floor_mib = 1024\nreps = 1\nmemory_mib = 256\n'
-                                       'timeout_s = 180\n', "--runtimes", "runc,runsc,qemu")
+                                       'timeout_s = 180\n', "--runtimes", "runc,qemu")
     assert result.returncode == 0, result.stderr
     for runtime in ("runc", "qemu"):  # runsc runs in test_storage
         assert _values(rows, runtime, "density.reached_n") == [2]

@@ -171,7 +171,9 @@ class Runner:
         """A runtime that cannot run here still leaves a trace per cell: never silently dropped."""
         for spec in self.scenario.runtimes:
             if spec.name in self.unusable:
-                for workload in self.scenario.workloads:
+                # density, storage, allocation have no workloads: one cell named after the mode
+                mode_cell = WorkloadSpec(self.scenario.mode, self.scenario.mode, {})
+                for workload in self.scenario.workloads or (mode_cell,):
                     cell = Cell(workload, spec)
                     self.failed_cells.add(cell.name)
                     self.store.append([self._record(Step(cell, 0, False), {}, "startup.ready_s",

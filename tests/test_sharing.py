@@ -191,3 +191,16 @@ def test_sections_draw_a_figure_per_scenario_kind(tmp_path):
     for section in found:
         assert (tmp_path / section["src"]).stat().st_size > 1000
         assert section["finding"].endswith(".")
+
+
+def test_an_unusable_runtime_of_a_mode_scenario_leaves_a_record(tmp_path):
+    from bench.runner import Runner
+
+    runner = Runner(load_scenario("scenarios/density.toml"), tmp_path / "run", report=False)
+    runner.unusable["qemu"] = "qemu-system-x86_64 not found"
+    runner.context = type("Context", (), {"image": type("Image", (), {"digest": "sha256:x"})})()
+    runner._record_unusable()
+    runner.store.close()
+    kept = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    assert [(r["cell"], r["value"], r["error"]) for r in kept] == [
+        ("density@qemu", None, "qemu-system-x86_64 not found")]

@@ -80,6 +80,10 @@ class Density:
             reason = f"an instance failed: {type(exc).__name__}: {exc}"
             self.runner.failed_cells.add(f"{CELL}@{self.spec.name}")
             print(f"  {self.spec.name}: failed: {reason[:300]}", flush=True)
+        except KeyboardInterrupt as exc:  # say how far it got, then let the run clean up
+            self.runner.store.append([self.rec(0, {"stop_reason": f"interrupted ({exc or 'Ctrl-C'})"},
+                                               "density.reached_n", reached, "1")])
+            raise
         self.runner.store.append([self.rec(0, {"stop_reason": reason}, "density.reached_n",
                                            reached, "1")])
 

@@ -161,3 +161,6 @@ def test_density_interrupted_cleans_up(tmp_path):
     env = json.loads((out / "environment.json").read_text())
     assert env["interrupted"] is True
     assert any(r["metric"] == "density.kth_ready_s" for r in records(out))
+    reached = [r for r in records(out) if r["metric"] == "density.reached_n"]
+    assert len(reached) == 1 and reached[0]["value"] == 0  # N=4 not completed
+    assert reached[0]["tags"]["stop_reason"].startswith("interrupted")

@@ -41,8 +41,8 @@ def test_meminfo_in_bytes(golden):
     assert info["MemTotal"] > info["MemAvailable"] > 0
     assert info["MemTotal"] % 1024 == 0
     assert info["HugePages_Total"] == int(
-        [l for l in (golden / "storage" / "meminfo.txt").read_text().splitlines()
-         if l.startswith("HugePages_Total")][0].split()[1])  # a count, not kB
+        [line for line in (golden / "storage" / "meminfo.txt").read_text().splitlines()
+         if line.startswith("HugePages_Total")][0].split()[1])  # a count, not kB
 
 
 def test_write_times_from_guest_output(golden):

@@ -213,3 +213,14 @@ def test_an_unusable_runtime_of_a_mode_scenario_leaves_a_record(tmp_path):
     kept = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     assert [(r["cell"], r["value"], r["error"]) for r in kept] == [
         ("density@qemu", None, "qemu-system-x86_64 not found")]
+
+
+def test_memory_claim_judged_on_a_density_run():
+    out = []
+    for runtime, kind, per in (("runc", "docker", (14, 8, 5.5)), ("qemu", "qemu", (400, 390, 383))):
+        for n, value in zip((1, 2, 4), per):
+            out += rows(runtime, kind, "density.pss_per_instance_bytes", [value * MiB],
+                        cell="density", n=n)
+    verdict = verdicts.memory_verdict(verdicts.complete(pd.DataFrame(out)), {"qemu"})
+    assert verdict.status == SUPPORTED, verdict
+    assert verdict.comparisons[0].n == 3 and "all N pooled" in verdict.comparisons[0].workload

@@ -119,6 +119,15 @@ def memory_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
     rows = _metric_rows(frame, "mem.pss_bytes")
     workload = _longest_lived_workload_of_both_sides(rows)
     hint = f"{BASE_SCENARIOS} run containers and a VM"
+    density = _metric_rows(frame, "density.pss_per_instance_bytes")
+    if workload is None and _both_sides_have(density):
+        # scenarios/density.toml: PSS summed over N idle instances / N (shared pages split
+        # among the instances, as on a real host); every N pooled, so one repetition per N
+        # still gives more than one value per side.
+        return _container_vs_vm_verdict(claim, frame, density, "density.pss_per_instance_bytes",
+                                        "density, all N pooled",
+                                        f"memory per idle instance ({PSS_VIEW}, summed over N "
+                                        "and divided by N)", emulated, hint)
     if workload is None:
         return _not_measured(claim, rows, "mem.pss_bytes", "a workload both ran", hint)
     return _container_vs_vm_verdict(claim, frame, rows[rows["workload"] == workload],

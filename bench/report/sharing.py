@@ -204,8 +204,13 @@ def density_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path 
     left.set_yscale("symlog", linthresh=1)
     left.set_title("memory per instance (solid PSS, dashed MemAvailable)")
     right.set_xlabel("N")
-    right.set_ylabel("s")
-    right.set_title("all N at once (solid), N-th alone (dashed)")
+    right.set_ylabel("s (log)")
+    right.set_yscale("log")  # containers start in tenths of a second, emulated VMs in tens
+    ns = sorted(set(metric_values(frame, "density.pss_per_instance_bytes")["tag.n"]) |
+                set(metric_values(frame, "density.all_ready_s")["tag.n"]))
+    for ax in (left, right):
+        ax.set_xticks(ns)
+    right.set_title("all N at once (solid), N-th after N-1 (dashed)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

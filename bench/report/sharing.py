@@ -230,19 +230,20 @@ def allocation_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
     rows = metric_values(frame, "alloc.paid_fraction")
     if rows.empty:
         return None
+    sizes = sorted(set(rows["tag.memory_mib"].dropna()))
     parts = []
     for r in in_order(rows["runtime"]):
         mine = rows[rows["runtime"] == r]
-        big = mine["tag.memory_mib"].max()
-        at = mine[mine["tag.memory_mib"] == big]
-        idle = at.loc[at["tag.phase"] == "idle", "value"]
-        touched = at.loc[at["tag.phase"] == "touched", "value"]
-        text = f"{runtime_label(r, emulated)} {np.median(idle):.0%}" if len(idle) else \
-            f"{runtime_label(r, emulated)} n/a"
-        if len(touched):
-            text += f" idle, {np.median(touched):.0%} after touching"
-        parts.append(text + f" of {big:g} MiB")
-    return "of the memory it was given the host paid (PSS) for " + ", ".join(parts) + "."
+        phases = []
+        for phase, label in (("idle", "idle"), ("touched", "after touch+free")):
+            at = [mine.loc[(mine["tag.memory_mib"] == m) & (mine["tag.phase"] == phase), "value"]
+                  for m in sizes]
+            if any(len(v) for v in at):
+                phases.append(label + " " + "/".join(f"{np.median(v):.0%}" if len(v) else "n/a"
+                                                     for v in at))
+        parts.append(f"{runtime_label(r, emulated)} {', '.join(phases)}")
+    return (f"of the memory it was given ({'/'.join(f'{m:g}' for m in sizes)} MiB) the host paid "
+            "(PSS) for: " + "; ".join(parts) + ".")
 
 
 def allocation_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:

@@ -37,7 +37,8 @@ def write(tmp_path, text):
 def test_good_scenario(tmp_path):
     s = load_scenario(write(tmp_path, GOOD))
     assert [r.name for r in s.runtimes] == ["native", "runc"]
-    assert s.runtimes[1].options == {"oci_runtime": "runc", "network": "none"}
+    assert s.runtimes[1].options == {"oci_runtime": "runc", "network": "none",
+                                     "serve_network": "bridge", "serve_oci_runtime": ""}
     assert s.workloads[1].workload == "cpu" and s.workloads[1].params == {"threads": 2}
     assert s.cpus == 1.0 and s.memory_mib == 512
 

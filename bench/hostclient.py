@@ -21,8 +21,10 @@ _NOT_LISTENING = ("connection refused", "unable to connect", "connection reset",
 RETRY_PAUSE_S = 0.2
 
 
-def run_round(root: Path, command: str, deadline: float, retry_for_s: float = 10.0) -> str:
+def run_round(root: Path, command: str, deadline: float, refused=None,
+              retry_for_s: float = 10.0) -> str:
     """Output of `sh -c command` run in root; retried while the server does not answer yet."""
+    refused = refused or connection_refused
     retry_until = time.monotonic() + retry_for_s
     while True:
         remaining = deadline - time.monotonic()
@@ -34,14 +36,19 @@ def run_round(root: Path, command: str, deadline: float, retry_for_s: float = 10
         except subprocess.TimeoutExpired:
             raise RuntimeFailure(f"host client did not finish in time: {command}") from None
         output = result.stdout + result.stderr
-        if not _not_listening(output) or time.monotonic() > retry_until:
+        if not refused(output):
             if result.returncode != 0 and not output.strip():
                 raise RuntimeFailure(f"host client exit {result.returncode}: {command}")
             return output
+        if time.monotonic() > retry_until:
+            # The instance will not print its next SERVING line: stop here, with the reason
+            tail = " | ".join(output.strip().splitlines()[-3:])
+            raise RuntimeFailure(f"the server in the instance never answered {command}: {tail}")
         time.sleep(RETRY_PAUSE_S)
 
 
-def _not_listening(output: str) -> bool:
+def connection_refused(output: str) -> bool:
+    """The client could not reach a listening server (so nothing was measured)."""
     lowered = output.lower()
     return any(sign in lowered for sign in _NOT_LISTENING)
 

@@ -293,7 +293,8 @@ class Runner:
         outputs = []
         for command in workload.host_rounds(params):
             inst.lines.wait_for("SERVING", deadline)
-            outputs.append(run_round(self.context.image.root, command, deadline))
+            outputs.append(run_round(self.context.image.root, command, deadline,
+                                     refused=workload.refused))
         return outputs
 
     @staticmethod

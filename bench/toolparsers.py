@@ -180,23 +180,31 @@ def parse_iperf3_both(outputs: list[str]) -> list[Metric]:
 # -- redis-benchmark --------------------------------------------------------------------
 
 
+REDIS_TESTS = ("set", "get")
+
+
 def parse_redis_benchmark_csv(outputs: list[str]) -> list[Metric]:
-    """redis-benchmark --csv: ops/s and latency percentiles (ms) per test."""
+    """redis-benchmark --csv: ops/s and latency percentiles (ms) per test. A test without
+    its row (its connections reset) keeps an error, so it is not silently missing."""
     text = "\n".join(outputs)
     lines = [line for line in text.splitlines() if line.startswith('"')]
-    rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
+    rows = {(row.get("test") or "").lower(): row
+            for row in csv.DictReader(io.StringIO("\n".join(lines)))}
+    if not any(test in rows for test in REDIS_TESTS):
+        raise ValueError("no SET or GET rows in redis-benchmark --csv output: "
+                         + " | ".join(text.strip().splitlines()[-2:]))
+    complaints = " | ".join(line for line in text.splitlines() if not line.startswith('"'))
     metrics = []
-    for row in rows:
-        test = (row.get("test") or "").lower()
-        if test not in ("set", "get"):
-            continue
-        try:
-            metrics.append(Metric(f"workload.{test}_ops_per_s", float(row["rps"]), "1/s"))
-            for label in ("p50", "p99"):
-                metrics.append(Metric(f"workload.{test}_{label}_s",
-                                      float(row[f"{label}_latency_ms"]) / 1e3, "s"))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"redis-benchmark row {row}: {exc}") from None
-    if not metrics:
-        raise ValueError("no SET or GET rows in redis-benchmark --csv output")
+    for test in REDIS_TESTS:
+        names = [(f"workload.{test}_ops_per_s", "1/s", "rps", 1.0)] + [
+            (f"workload.{test}_{label}_s", "s", f"{label}_latency_ms", 1e-3) for label in ("p50", "p99")]
+        row = rows.get(test)
+        for name, unit, column, scale in names:
+            if row is None:
+                metrics.append(Metric(name, None, unit, error=f"no {test.upper()} row: {complaints}"))
+                continue
+            try:
+                metrics.append(Metric(name, float(row[column]) * scale, unit))
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ValueError(f"redis-benchmark row {row}: {exc}") from None
     return metrics

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from bench.hostclient import connection_refused
 from bench.params import Param
 from bench.toolparsers import (
     Metric,
@@ -50,9 +51,11 @@ class Workload:
     main_metric: Callable[[dict], str | None] = lambda params: None
     needs: Callable[[dict], Needs] = lambda params: Needs()
     output_tags: Callable[[str], dict] = lambda output: {}
-    # Serving workloads: the host's commands (one per SERVING line) and their parser.
+    # Serving workloads: the host's commands (one per SERVING line), their parser, and
+    # whether a round's output means the server did not answer yet (then it is retried).
     host_rounds: Callable[[dict], list[str]] | None = None
     parse_host: Callable[[list[str]], list[Metric]] = lambda outputs: []
+    refused: Callable[[str], bool] = connection_refused
 
     def resolve(self, given: dict, quick: bool = False) -> dict:
         """Parameters with defaults filled in (validation is scenario.py's job)."""
@@ -139,7 +142,8 @@ def _redis_command(p: dict) -> str:
 def _redis_rounds(p: dict) -> list[str]:
     # The shutdown ends the guest's redis-server, so the instance exits by itself
     return [f"redis-benchmark -h 127.0.0.1 -p {p['port']} -t set,get -n {p['requests']} "
-            f"-c {p['clients']} --csv; redis-cli -h 127.0.0.1 -p {p['port']} shutdown nosave"]
+            f"-c {p['clients']} --csv; redis-cli -h 127.0.0.1 -p {p['port']} shutdown nosave "
+            ">/dev/null 2>&1"]
 
 
 CATALOGUE: dict[str, Workload] = {
@@ -241,6 +245,8 @@ CATALOGUE: dict[str, Workload] = {
             command=_redis_command,
             host_rounds=_redis_rounds,
             parse_host=parse_redis_benchmark_csv,
+            # Refused only when not one test ran: a reset mid-run is the result's error
+            refused=lambda output: '"SET"' not in output and connection_refused(output),
             main_metric=lambda p: "workload.get_ops_per_s",
             needs=lambda p: Needs(serves=True),
             params={

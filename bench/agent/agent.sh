@@ -30,10 +30,19 @@ if [ "$#" -eq 0 ]; then
     cmd=$(printf '%s' "$encoded" | base64 -d)
     busybox ip link set lo up
     if [ -n "$net" ]; then
-        # No udev here: load the NIC driver by hand; QEMU user networking's fixed addresses.
+        # The initramfs's udev may have loaded the NIC driver and named the NIC (ens3);
+        # without it, load the driver by hand. QEMU user networking's fixed addresses.
         modprobe virtio_net 2>/dev/null
-        busybox ip link set eth0 up
-        busybox ip addr add 10.0.2.15/24 dev eth0
+        nic=
+        for try in 1 2 3 4 5 6 7 8 9 10; do
+            for dev in /sys/class/net/*; do
+                [ "${dev##*/}" = lo ] || nic=${dev##*/}
+            done
+            [ -n "$nic" ] && break
+            sleep 0.2
+        done
+        busybox ip link set "$nic" up
+        busybox ip addr add 10.0.2.15/24 dev "$nic"
         busybox ip route add default via 10.0.2.2
     fi
     if [ -n "$volume" ]; then

@@ -49,12 +49,15 @@ class Step:
 
 def plan(scenario: Scenario) -> list[Step]:
     """Warm-ups first; then runtimes interleaved within each repetition, so a slow drift
-    of the host (heat, other load) spreads over all runtimes instead of biasing one."""
+    of the host (heat, other load) spreads over all runtimes instead of biasing one.
+    A workload with fewer repetitions of its own drops out of the later rounds."""
     cells = [Cell(w, r) for w in scenario.workloads for r in scenario.runtimes]
-    total = scenario.warmup + scenario.reps
+    totals = [scenario.warmup + scenario.reps_of(c.workload) for c in cells]
     if scenario.order == "blocked":
-        return [Step(c, i, i < scenario.warmup) for c in cells for i in range(total)]
-    return [Step(c, i, i < scenario.warmup) for i in range(total) for c in cells]
+        return [Step(c, i, i < scenario.warmup) for c, n in zip(cells, totals) for i in range(n)]
+    rounds = max(totals, default=0)
+    return [Step(c, i, i < scenario.warmup) for i in range(rounds)
+            for c, n in zip(cells, totals) if i < n]
 
 
 def run_is_live(run_id: str) -> bool:

@@ -102,3 +102,16 @@ def test_cli_missing_file(tmp_path):
     result = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(tmp_path / "nope.toml")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "nope.toml" in result.stderr
+
+
+def test_workload_reps_of_its_own(tmp_path):
+    s = load_scenario(write(tmp_path, GOOD.replace("threads = 2", "threads = 2\nreps = 4")))
+    steps = plan(s)
+    cpu2 = [step for step in steps if step.cell.workload.name == "cpu-2"]
+    others = [step for step in steps if step.cell.workload.name != "cpu-2"]
+    assert len(cpu2) == 2 * (1 + 4) and len(others) == 2 * (1 + 2)
+    assert steps[-1].cell.workload.name == "cpu-2"  # the later rounds are its alone
+    # the command line decides for every workload
+    assert len(plan(s.with_overrides(reps=1))) == 2 * 2 * 2
+    with pytest.raises(UserError, match=r"workloads.cpu-2.reps"):
+        load_scenario(write(tmp_path, GOOD.replace("threads = 2", "threads = 2\nreps = 0")))

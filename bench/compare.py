@@ -44,7 +44,7 @@ def direction(metric: str) -> int | None:
         return None
     if metric in LOWER_IS_BETTER_WORKLOAD:
         return -1
-    if metric.endswith("_per_s"):
+    if metric.endswith("_per_s") or metric == "workload.iops":
         return +1
     if metric.startswith(LOWER_IS_BETTER) or metric.endswith(("_s", "_bytes")):
         return -1

@@ -123,7 +123,7 @@ def _net_command(p: dict) -> str:
             'for direction in host_to_guest guest_to_host; do '
             f'iperf3 -s -1 -B {p["bind"]} -p {p["port"]} >/dev/null 2>&1 & pid=$!; '
             f'wait_listening {p["port"]}; echo "CVBENCH SERVING {p["port"]} $direction"; '
-            'wait $pid || exit $?; done')
+            'wait $pid; done')  # a failed direction is the client's to report
 
 
 def _net_rounds(p: dict) -> list[str]:

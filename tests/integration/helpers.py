@@ -29,7 +29,9 @@ def leftovers(run_id: str) -> list[str]:
                          capture_output=True, text=True).stdout.split()
     found += [f"container {c}" for c in out]
     for proc in psutil.process_iter(["name", "cmdline"]):
-        if "cvbench.cmd=" in " ".join(proc.info["cmdline"] or []) and \
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        # This run's VMs only (named cvbench-<run id>-N): another run may be going on
+        if "cvbench.cmd=" in cmdline and f"cvbench-{run_id.lower()}-" in cmdline and \
                 (proc.info["name"] or "").startswith("qemu"):
             found.append(f"qemu pid {proc.pid}")
     bases = [ROOT / "cvbench"] if cgroup_version() == 2 else [ROOT / c / "cvbench" for c in V1_CONTROLLERS]

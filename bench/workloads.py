@@ -25,7 +25,7 @@ from bench.toolparsers import (
     parse_sysbench_memory,
 )
 
-__all__ = ["CATALOGUE", "Metric", "Needs", "Workload", "parse_sysbench_cpu"]
+__all__ = ["CATALOGUE", "NO_NEEDS", "Metric", "Needs", "Workload", "parse_sysbench_cpu"]
 
 #: Where the disk workload writes, per target: the instance's own root (container
 #: writable layer, VM disk, a scratch directory natively) or a host volume.
@@ -41,6 +41,9 @@ class Needs:
     volume_mib: int = 0  # a host volume (bind mount, extra VM disk) of this size at /mnt/volume
 
 
+NO_NEEDS = Needs()
+
+
 @dataclass(frozen=True)
 class Workload:
     name: str
@@ -49,7 +52,7 @@ class Workload:
     parse: Callable[[str], list[Metric]] = lambda output: []
     params: dict[str, Param] = field(default_factory=dict)
     main_metric: Callable[[dict], str | None] = lambda params: None
-    needs: Callable[[dict], Needs] = lambda params: Needs()
+    needs: Callable[[dict], Needs] = lambda params: NO_NEEDS
     output_tags: Callable[[str], dict] = lambda output: {}
     # Serving workloads: the host's commands (one per SERVING line), their parser, and
     # whether a round's output means the server did not answer yet (then it is retried).

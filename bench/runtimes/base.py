@@ -16,7 +16,7 @@ from bench.cleanup import Cleanup
 from bench.collect.cgroups import Cgroup
 from bench.images import GuestImage
 from bench.params import Param
-from bench.workloads import Needs
+from bench.workloads import NO_NEEDS, Needs
 
 MiB = 1024 * 1024
 
@@ -90,7 +90,7 @@ class Runtime(ABC):
         """One-time work before the first launch (import an image, probe acceleration)."""
 
     @abstractmethod
-    def launch(self, command: str, limits: Limits, instance: str, needs: Needs = Needs(),
+    def launch(self, command: str, limits: Limits, instance: str, needs: Needs = NO_NEEDS,
                port: int | None = None) -> Instance:
         """Start an instance running the agent with command; return once it is started.
         A serving instance listens on port, reachable from the host at 127.0.0.1:port."""

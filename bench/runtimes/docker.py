@@ -14,7 +14,7 @@ from bench.errors import RuntimeFailure, UserError
 from bench.images import ensure_docker_image
 from bench.params import Param
 from bench.runtimes.base import Instance, Limits, Runtime, command_version
-from bench.workloads import DISK_DIRS, Needs
+from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
 
 RUN_LABEL = "cvbench.run"
 
@@ -95,7 +95,8 @@ class DockerRuntime(Runtime):
     def _check_registered(self, wanted: str, runtimes: dict) -> None:
         if wanted not in runtimes:
             fix = ("apt-get install runsc, then register it: cvbench doctor --fix"
-                   if wanted in ("runsc", "runsc-host") else f"register {wanted} under \"runtimes\" in /etc/docker/daemon.json")
+                   if wanted in ("runsc", "runsc-host")
+                   else f"register {wanted} under \"runtimes\" in /etc/docker/daemon.json")
             raise UserError(f"docker: OCI runtime {wanted!r} is not registered with the engine "
                             f"(it has {', '.join(runtimes)})", fix=fix)
 
@@ -133,7 +134,7 @@ class DockerRuntime(Runtime):
             "docker_image_id": getattr(self, "image_id", None),
         }
 
-    def launch(self, command: str, limits: Limits, instance: str, needs: Needs = Needs(),
+    def launch(self, command: str, limits: Limits, instance: str, needs: Needs = NO_NEEDS,
                port: int | None = None) -> ContainerInstance:
         t0 = time.monotonic()
         inst = self._register(ContainerInstance(name=instance, t_launch=t0))

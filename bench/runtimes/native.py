@@ -9,7 +9,7 @@ from bench.agent import AGENT_PATH, LineReader
 from bench.collect.cgroups import Cgroup
 from bench.errors import UserError
 from bench.runtimes.base import MiB, Limits, ProcessInstance, Runtime, pipe_chunks, spawn
-from bench.workloads import DISK_DIRS, Needs
+from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
 
 # A private mount namespace only, so /proc can be mounted inside the shared root
 # without touching the host's mount table; PIDs, network and users stay the host's.
@@ -26,7 +26,7 @@ class NativeRuntime(Runtime):
             if not shutil.which(tool):
                 raise UserError(f"native: {tool} not found", fix="apt-get install util-linux coreutils")
 
-    def launch(self, command: str, limits: Limits, instance: str, needs: Needs = Needs(),
+    def launch(self, command: str, limits: Limits, instance: str, needs: Needs = NO_NEEDS,
                port: int | None = None) -> ProcessInstance:
         t0 = time.monotonic()
         cgroup = Cgroup.create(self.context.cgroup_path(instance), limits.cpus,

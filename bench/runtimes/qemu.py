@@ -17,7 +17,7 @@ from bench.images import CACHE
 from bench.params import Param
 from bench.runtimes.base import (MiB, Limits, ProcessInstance, Runtime, command_version,
                                  pipe_chunks, run_tool, spawn)
-from bench.workloads import Needs
+from bench.workloads import NO_NEEDS, Needs
 
 QEMU = "qemu-system-x86_64"
 ACCEL_CACHE = CACHE / "accel.json"
@@ -95,7 +95,7 @@ class QemuRuntime(Runtime):
         return {"kind": self.kind, **self.options, "accel_used": self.accel,
                 "accel_reason": self.accel_reason, "version": command_version([QEMU, "--version"])}
 
-    def launch(self, command: str, limits: Limits, instance: str, needs: Needs = Needs(),
+    def launch(self, command: str, limits: Limits, instance: str, needs: Needs = NO_NEEDS,
                port: int | None = None, accel: str | None = None) -> VmInstance:
         accel = accel or self.accel
         workdir = self.context.workdir

@@ -183,13 +183,33 @@ def parse_iperf3_both(outputs: list[str]) -> list[Metric]:
 REDIS_TESTS = ("set", "get")
 
 
+def _redis_rows(text: str) -> dict[str, dict]:
+    lines = [line for line in text.splitlines() if line.startswith('"')]
+    return {(row.get("test") or "").lower(): row
+            for row in csv.DictReader(io.StringIO("\n".join(lines)))}
+
+
+def parse_redis_round_trip(outputs: list[str]) -> list[Metric]:
+    """redis-benchmark -t ping_inline -c 1 --csv: one request in flight, so each latency is
+    a round trip over the network path plus the server's trivial reply."""
+    text = "\n".join(outputs)
+    row = _redis_rows(text).get("ping_inline")
+    if row is None:
+        raise ValueError("no PING_INLINE row in redis-benchmark --csv output: "
+                         + " | ".join(text.strip().splitlines()[-2:]))
+    try:
+        return [Metric("workload.rtt_p50_s", float(row["p50_latency_ms"]) / 1e3, "s"),
+                Metric("workload.rtt_p99_s", float(row["p99_latency_ms"]) / 1e3, "s"),
+                Metric("workload.round_trips_per_s", float(row["rps"]), "1/s")]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"redis-benchmark row {row}: {exc}") from None
+
+
 def parse_redis_benchmark_csv(outputs: list[str]) -> list[Metric]:
     """redis-benchmark --csv: ops/s and latency percentiles (ms) per test. A test without
     its row (its connections reset) keeps an error, so it is not silently missing."""
     text = "\n".join(outputs)
-    lines = [line for line in text.splitlines() if line.startswith('"')]
-    rows = {(row.get("test") or "").lower(): row
-            for row in csv.DictReader(io.StringIO("\n".join(lines)))}
+    rows = _redis_rows(text)
     if not any(test in rows for test in REDIS_TESTS):
         raise ValueError("no SET or GET rows in redis-benchmark --csv output: "
                          + " | ".join(text.strip().splitlines()[-2:]))

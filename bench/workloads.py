@@ -21,6 +21,7 @@ from bench.toolparsers import (
     parse_fork_loop,
     parse_iperf3_both,
     parse_redis_benchmark_csv,
+    parse_redis_round_trip,
     parse_sysbench_cpu,
     parse_sysbench_memory,
 )
@@ -149,6 +150,11 @@ def _redis_rounds(p: dict) -> list[str]:
             ">/dev/null 2>&1"]
 
 
+def _rr_rounds(p: dict) -> list[str]:
+    return [f"redis-benchmark -h 127.0.0.1 -p {p['port']} -t ping_inline -n {p['requests']} "
+            f"-c 1 --csv; redis-cli -h 127.0.0.1 -p {p['port']} shutdown nosave >/dev/null 2>&1"]
+
+
 CATALOGUE: dict[str, Workload] = {
     w.name: w
     for w in [
@@ -256,6 +262,18 @@ CATALOGUE: dict[str, Workload] = {
                 "requests": Param(int, 100_000, "requests per test (SET, GET)", quick=5000),
                 "clients": Param(int, 50, "parallel connections"),
             },
+        ),
+        Workload(
+            name="rr",
+            description="request/response round trips host -> instance: redis PING, one client",
+            command=_redis_command,
+            host_rounds=_rr_rounds,
+            parse_host=parse_redis_round_trip,
+            refused=lambda output: '"PING_INLINE"' not in output and connection_refused(output),
+            main_metric=lambda p: "workload.rtt_p50_s",
+            needs=lambda p: Needs(serves=True),
+            params={"requests": Param(int, 20_000, "round trips, one after the other",
+                                      quick=2000)},
         ),
     ]
 }

@@ -130,7 +130,7 @@ def test_redis_refused_is_an_error():
 
 
 def test_every_workload_has_quick_sizes():
-    for name in ("memory", "syscall", "fork", "disk", "net", "redis"):
+    for name in ("memory", "syscall", "fork", "disk", "net", "redis", "rr"):
         workload = CATALOGUE[name]
         assert any(p.quick is not None for p in workload.params.values()), name
         assert workload.main_metric(workload.resolve({})).startswith("workload."), name
@@ -174,3 +174,17 @@ def test_redis_get_reset_keeps_set_and_says_why(golden):
     redis = CATALOGUE["redis"]
     assert not redis.refused(text)  # SET ran: a result with an error, not a server to wait for
     assert redis.refused("Could not connect to Redis at 127.0.0.1:6379: Connection refused")
+
+
+def test_redis_ping_round_trip(golden):
+    from bench.toolparsers import parse_redis_round_trip
+
+    m = by_name(parse_redis_round_trip([(golden / "redis_benchmark_ping_rr.csv").read_text()]))
+    assert m["workload.rtt_p50_s"].value == pytest.approx(0.031e-3)
+    assert m["workload.rtt_p99_s"].value == pytest.approx(0.095e-3)
+    assert m["workload.round_trips_per_s"].value == 28735.63
+    with pytest.raises(ValueError, match="PING_INLINE"):
+        parse_redis_round_trip([(golden / "redis_benchmark.csv").read_text()])
+    rr = CATALOGUE["rr"]
+    (round_,) = rr.host_rounds(dict(rr.resolve({}, quick=True), port=7000, bind="127.0.0.1"))
+    assert "-t ping_inline -n 2000 -c 1 --csv" in round_

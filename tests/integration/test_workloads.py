@@ -9,7 +9,7 @@ pytestmark = pytest.mark.integration
 RUNTIMES = ("native", "runc", "runsc", "qemu")
 # Guest-only workloads: every runtime can run them, so each must have a value.
 GUEST_ONLY = ("cpu", "memory", "syscall", "fork", "disk", "disk-volume")
-SERVING = ("net", "redis")
+SERVING = ("net", "redis", "rr")
 
 
 @pytest.fixture(scope="module")

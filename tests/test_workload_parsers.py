@@ -162,6 +162,7 @@ def test_serving_workloads_bind_and_rounds():
     assert "--save ''" in redis.command(params) and "--bind 0.0.0.0" in redis.command(params)
     (round_,) = redis.host_rounds(params)
     assert "-t set,get -n 100000 -c 50 --csv" in round_ and "shutdown nosave" in round_
+    assert round_.startswith("timeout 120 redis-benchmark")
 
 
 def test_redis_get_reset_keeps_set_and_says_why(golden):
@@ -174,6 +175,11 @@ def test_redis_get_reset_keeps_set_and_says_why(golden):
     redis = CATALOGUE["redis"]
     assert not redis.refused(text)  # SET ran: a result with an error, not a server to wait for
     assert redis.refused("Could not connect to Redis at 127.0.0.1:6379: Connection refused")
+    # Seen from redis@qemu under load: connected (CSV header), then every SET reset
+    header_only = text.splitlines()[0] + "\nError: Connection reset by peer\n"
+    assert not redis.refused(header_only)
+    with pytest.raises(ValueError, match="Connection reset by peer"):
+        parse_redis_benchmark_csv([header_only])
 
 
 def test_redis_ping_round_trip(golden):

@@ -21,8 +21,11 @@ from bench.errors import UserError
 from bench.params import Param
 
 LOWER_IS_BETTER = ("startup.", "mem.", "cpu.")
+# Costs per unit of work: less is better, though their names end in neither _s nor _bytes
+LOWER_IS_BETTER_WORKLOAD = ("workload.ns_per_syscall", "workload.cpu_s_per_kevent")
 # Echoes of the scenario or of the instance rather than performance.
-NOT_GATED = ("workload.exit_code", "workload.time_s", "workload.events", "kernel.shared_with_host")
+NOT_GATED = ("workload.exit_code", "workload.time_s", "workload.events", "kernel.shared_with_host",
+             "workload.syscalls", "workload.bytes")
 
 SETTINGS = {
     "alpha": Param(float, 0.01, "significance level of the Mann-Whitney U test"),
@@ -39,7 +42,9 @@ def direction(metric: str) -> int | None:
     """+1 when higher is better, -1 when lower is better, None when not gated."""
     if metric in NOT_GATED:
         return None
-    if metric.endswith("_per_s"):
+    if metric in LOWER_IS_BETTER_WORKLOAD:
+        return -1
+    if metric.endswith("_per_s") or metric == "workload.iops":
         return +1
     if metric.startswith(LOWER_IS_BETTER) or metric.endswith(("_s", "_bytes")):
         return -1

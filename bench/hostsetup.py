@@ -32,6 +32,10 @@ DOCKERD_LOG = Path("/var/log/cvbench-dockerd.log")
 # ptrace works everywhere, nested virtualisation included; gVisor's own network
 # stack cannot start in the root network namespace, so the sandbox has none.
 RUNSC_CONFIG = {"path": "/usr/bin/runsc", "runtimeArgs": ["--platform=ptrace", "--network=none"]}
+# The serving workloads (net, redis) need a network: runsc on the host's stack, with
+# Docker's host network mode, reached on 127.0.0.1.
+RUNSC_HOST_CONFIG = {"path": "/usr/bin/runsc", "runtimeArgs": ["--platform=ptrace", "--network=host"]}
+OCI_RUNTIMES = {"runsc": RUNSC_CONFIG, "runsc-host": RUNSC_HOST_CONFIG}
 
 
 def is_debian_root() -> bool:
@@ -57,17 +61,18 @@ def install_packages(packages: list[str]) -> None:
 
 
 def register_runsc() -> bool:
-    """Add runsc to the engine's runtimes unless the user already configured it."""
+    """Add runsc and runsc-host to the engine's runtimes unless the user configured them."""
     config = json.loads(DAEMON_JSON.read_text()) if DAEMON_JSON.exists() else {}
-    if "runsc" in config.get("runtimes", {}):
+    missing = {name: c for name, c in OCI_RUNTIMES.items() if name not in config.get("runtimes", {})}
+    if not missing:
         return False
     if os.geteuid() != 0:
-        raise UserError(f"runsc is not registered in {DAEMON_JSON}",
-                        fix=f'add "runtimes": {{"runsc": {json.dumps(RUNSC_CONFIG)}}} there as root')
-    config.setdefault("runtimes", {})["runsc"] = RUNSC_CONFIG
+        raise UserError(f"{', '.join(missing)} not registered in {DAEMON_JSON}",
+                        fix=f'add to "runtimes" there as root: {json.dumps(missing)}')
+    config.setdefault("runtimes", {}).update(missing)
     DAEMON_JSON.parent.mkdir(parents=True, exist_ok=True)
     DAEMON_JSON.write_text(json.dumps(config, indent=2) + "\n")
-    print(f"[setup] registered runsc in {DAEMON_JSON}", flush=True)
+    print(f"[setup] registered {', '.join(missing)} in {DAEMON_JSON}", flush=True)
     return True
 
 

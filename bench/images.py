@@ -22,14 +22,17 @@ from bench.errors import UserError
 
 CACHE = Path(os.environ.get("CVBENCH_CACHE", "/var/cache/cvbench"))
 DOCKER_REPO = "cvbench/guest"
-FORMAT = 1  # bump when the layout of a cached image changes
+FORMAT = 2  # bump when the layout of a cached image changes
 
 RECIPE = {
     "suite": "bookworm",
     "variant": "minbase",
     # busybox: poweroff and small tools for the agent; sysbench: cpu workload;
-    # the cloud kernel: small, virtio built for VMs, its initrd made by initramfs-tools.
-    "packages": ["busybox", "sysbench", "linux-image-cloud-amd64"],
+    # the cloud kernel: small, virtio built for VMs, its initrd made by initramfs-tools;
+    # fio: disk; iperf3: net; redis-server (+ redis-tools: redis-benchmark): redis. The
+    # host-side clients run from this root too (chroot), so both ends are the same bytes.
+    "packages": ["busybox", "sysbench", "linux-image-cloud-amd64", "fio", "iperf3",
+                 "redis-server"],
     # Documentation and translations are not needed by any workload.
     "dpkg_options": [
         "path-exclude=/usr/share/man/*",
@@ -137,6 +140,9 @@ def _build(key: str, cache: Path) -> GuestImage:
         agent.parent.mkdir(parents=True, exist_ok=True)
         agent.write_bytes(agent_script())
         agent.chmod(0o755)
+        # The disk workload's volume target: natively a host folder is bound here, and a
+        # read-only shared root could not grow the mount point later.
+        (root / "mnt" / "volume").mkdir(parents=True, exist_ok=True)
         kernels = sorted((root / "boot").glob("vmlinuz-*"))
         if not kernels:
             raise UserError("the guest root has no kernel in /boot")

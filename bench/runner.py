@@ -16,11 +16,16 @@ from bench.collect.cgroups import Cgroup, remove_if_empty
 from bench.collect.processes import cpu_seconds_of, engine_pids
 from bench.collect.sampler import Sampler, summarise
 from bench.errors import RuntimeFailure, UserError
+from bench.hostclient import free_port, run_round
 from bench.images import ensure_image
 from bench.results import Record, RecordStore, host_environment, write_environment
 from bench.runtimes import KINDS, Limits, RunContext, Runtime
 from bench.scenario import RuntimeSpec, Scenario, WorkloadSpec
-from bench.workloads import CATALOGUE
+from bench.workloads import CATALOGUE, Workload
+
+SKIPPED = "skipped: "  # the error of a cell a runtime cannot run: recorded, not failed
+# After the host's last round a serving instance ends by itself within seconds.
+SERVER_EXIT_GRACE_S = 30.0
 
 WORKDIR = Path("/var/tmp/cvbench")
 
@@ -44,12 +49,15 @@ class Step:
 
 def plan(scenario: Scenario) -> list[Step]:
     """Warm-ups first; then runtimes interleaved within each repetition, so a slow drift
-    of the host (heat, other load) spreads over all runtimes instead of biasing one."""
+    of the host (heat, other load) spreads over all runtimes instead of biasing one.
+    A workload with fewer repetitions of its own drops out of the later rounds."""
     cells = [Cell(w, r) for w in scenario.workloads for r in scenario.runtimes]
-    total = scenario.warmup + scenario.reps
+    totals = [scenario.warmup + scenario.reps_of(c.workload) for c in cells]
     if scenario.order == "blocked":
-        return [Step(c, i, i < scenario.warmup) for c in cells for i in range(total)]
-    return [Step(c, i, i < scenario.warmup) for i in range(total) for c in cells]
+        return [Step(c, i, i < scenario.warmup) for c, n in zip(cells, totals) for i in range(n)]
+    rounds = max(totals, default=0)
+    return [Step(c, i, i < scenario.warmup) for i in range(rounds)
+            for c, n in zip(cells, totals) if i < n]
 
 
 def run_is_live(run_id: str) -> bool:
@@ -212,8 +220,20 @@ class Runner:
         scenario, cell = self.scenario, step.cell
         workload = CATALOGUE[cell.workload.workload]
         params = workload.resolve(cell.workload.params, quick=scenario.quick)
+        needs = workload.needs(params)
         tags = {"cpus": scenario.cpus, "memory_mib": scenario.memory_mib, **runtime.tags(),
                 **{f"param.{k}": v for k, v in params.items()}}
+        if main := workload.main_metric(params):
+            tags["main_metric"] = main
+        if why := runtime.unsupported(needs):
+            # Never silently nothing: the cell says why it was not run
+            return [self._record(step, tags, main or f"workload.{workload.name}", None, "1",
+                                 error=SKIPPED + why)]
+        port = None
+        if needs.serves:
+            port = free_port()
+            params = dict(params, port=port, bind=runtime.serve_bind())
+            tags["net_path"] = runtime.net_path()
         self._seq += 1
         name = f"cvbench-{self.run_id.lower()}-{self._seq}"
         limits = Limits(scenario.cpus, scenario.memory_mib)
@@ -222,7 +242,7 @@ class Runner:
         inst = sampler = None
         engine_before = cpu_seconds_of(engine_pids()) if is_docker else 0.0
         try:
-            inst = runtime.launch(workload.command(params), limits, name)
+            inst = runtime.launch(workload.command(params), limits, name, needs=needs, port=port)
             tags.update(inst.tags)
             sampler = Sampler(inst.cgroup, inst.helper_pids, scenario.sample_hz).start()
             deadline = inst.t_launch + scenario.timeout_s
@@ -230,6 +250,9 @@ class Runner:
             sampler.sample()  # at least one sample, even for an instance that exits at once
             uptime, kernel = ready.fields[1], (ready.fields[2:] or [None])[0]
             tags["kernel_release"] = kernel
+            host_outputs = self._serve(workload, params, inst, deadline)
+            if host_outputs is not None:
+                deadline = min(deadline, time.monotonic() + SERVER_EXIT_GRACE_S)
             done = inst.lines.wait_for("DONE", deadline)
             gone = inst.wait_gone(max(1.0, deadline - time.monotonic()))
             samples = sampler.stop()
@@ -253,8 +276,10 @@ class Runner:
                 values.append(("cpu.engine_seconds", engine, "s", None))
             code = int(done.event[1])
             output = inst.lines.output_between(ready, done)
+            tags.update(workload.output_tags(output))
             values.append(("workload.exit_code", code, "1", None))
-            values += self._workload_values(workload, output, code)
+            values += self._workload_values(workload, output, code, host_outputs)
+            values += self._derived_values(values)
         except RuntimeFailure as exc:
             values.append(("startup.ready_s", None, "s", str(exc)))
         except Exception as exc:  # an engine error: this cell fails, the run goes on
@@ -270,6 +295,26 @@ class Runner:
             self.failed_cells.add(cell.name)
         return [self._record(step, tags, m, v, u, e) for m, v, u, e in values]
 
+    def _serve(self, workload: Workload, params: dict, inst, deadline: float) -> list[str] | None:
+        """A serving workload: one host round per SERVING line; None for the others."""
+        if workload.host_rounds is None:
+            return None
+        outputs = []
+        for command in workload.host_rounds(params):
+            inst.lines.wait_for("SERVING", deadline)
+            outputs.append(run_round(self.context.image.root, command, deadline,
+                                     refused=workload.refused))
+        return outputs
+
+    @staticmethod
+    def _derived_values(values):
+        """Metrics computed from others of the same instance."""
+        found = {metric: value for metric, value, _, error in values if error is None}
+        cpu, events = found.get("cpu.seconds"), found.get("workload.events")
+        if cpu is not None and events:
+            # Host CPU (the instance's whole cgroup: VMM and boot included) per 1,000 events
+            yield "workload.cpu_s_per_kevent", cpu / events * 1000, "s", None
+
     @staticmethod
     def _memory_values(summary: dict | None):
         views = [("mem.cgroup_bytes", "cgroup_working_set"), ("mem.cgroup_peak_bytes", "cgroup_peak"),
@@ -280,12 +325,14 @@ class Runner:
             yield metric, value, "bytes", None if value is not None else "no sample while it ran"
 
     @staticmethod
-    def _workload_values(workload, output: str, code: int):
+    def _workload_values(workload, output: str, code: int, host_outputs: list[str] | None = None):
         if code != 0:
             tail = " | ".join(output.strip().splitlines()[-5:])
             return [(f"workload.{workload.name}", None, "1", f"exit code {code}: {tail}")]
         try:
-            return [(m.name, m.value, m.unit, None) for m in workload.parse(output)]
+            metrics = (workload.parse_host(host_outputs) if host_outputs is not None
+                       else workload.parse(output))
+            return [(m.name, m.value, m.unit, m.error) for m in metrics]
         except ValueError as exc:
             return [(f"workload.{workload.name}", None, "1", f"unparsable output: {exc}")]
 
@@ -301,12 +348,15 @@ class Runner:
     @staticmethod
     def _summary_line(label: str, records: list[Record]) -> str:
         errors = [r.error for r in records if r.error and not r.metric.startswith("mem.")]
+        if errors and errors[0].startswith(SKIPPED):
+            return f"  {label}: [yellow]{errors[0][:200]}[/yellow]"
         if errors:
             return f"  {label}: [red]failed[/red] {errors[0][:200]}"
-        shown = {r.metric: r.value for r in records}
-        parts = [f"ready {shown['startup.ready_s']:.3f} s"]
-        if "workload.events_per_s" in shown:
-            parts.append(f"{shown['workload.events_per_s']:.0f} events/s")
-        if shown.get("mem.pss_bytes"):
-            parts.append(f"PSS {shown['mem.pss_bytes'] / 2**20:.1f} MiB")
+        shown = {r.metric: (r.value, r.unit) for r in records}
+        parts = [f"ready {shown['startup.ready_s'][0]:.3f} s"]
+        main = records[0].tags.get("main_metric") if records else None
+        if main in shown:
+            parts.append(f"{main.removeprefix('workload.')} {shown[main][0]:.4g} {shown[main][1]}")
+        if shown.get("mem.pss_bytes", (None,))[0]:
+            parts.append(f"PSS {shown['mem.pss_bytes'][0] / 2**20:.1f} MiB")
         return f"  {label}: " + ", ".join(parts)

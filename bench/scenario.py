@@ -45,6 +45,10 @@ class WorkloadSpec:
     name: str  # as named in the scenario (a workload can appear with several parameter sets)
     workload: str  # catalogue entry
     params: dict
+    reps: int | None = None  # this workload's measured repetitions, when not the scenario's
+
+
+REPS = Param(int, None, "measured repetitions of this workload (default: the scenario's reps)")
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,8 @@ class Scenario:
                 )
             chosen = tuple(known[n] for n in runtimes)
         new = replace(self, runtimes=chosen, quick=quick)
+        if quick or reps is not None:  # the command line sets every workload's repetitions
+            new = replace(new, workloads=tuple(replace(w, reps=None) for w in new.workloads))
         if quick:
             new = replace(new, reps=1, warmup=0)
         if reps is not None:
@@ -90,6 +96,9 @@ class Scenario:
                 raise UserError("--reps must be at least 1")
             new = replace(new, reps=reps)
         return new
+
+    def reps_of(self, workload: WorkloadSpec) -> int:
+        return workload.reps or self.reps
 
 
 def _check(file: str, key: str, param: Param, value):
@@ -165,8 +174,14 @@ def load_scenario(path: str | Path) -> Scenario:
                 f"{file}: workloads.{name}: unknown workload {base!r}",
                 fix=f"one of {', '.join(CATALOGUE)} (or set workload = \"...\")",
             )
-        params = _params(file, f"workloads.{name}", table, CATALOGUE[base].params, skip=("workload",))
-        workloads.append(WorkloadSpec(name, base, params))
+        params = _params(file, f"workloads.{name}", table, CATALOGUE[base].params,
+                         skip=("workload", "reps"))
+        reps = table.get("reps")
+        if reps is not None:
+            _check(file, f"workloads.{name}.reps", REPS, reps)
+            if reps < 1:
+                raise UserError(f"{file}: workloads.{name}.reps: must be positive, got {reps}")
+        workloads.append(WorkloadSpec(name, base, params, reps))
 
     return Scenario(
         path=file, text=text, runtimes=tuple(runtimes), workloads=tuple(workloads), **settings

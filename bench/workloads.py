@@ -1,23 +1,48 @@
 """Workload catalogue: the command run inside the guest and the parser of its output.
 
 A command is a POSIX sh string; the agent runs it with `sh -c` in every runtime,
-so the bytes executed are those of the guest image everywhere.
+so the bytes executed are those of the guest image everywhere. A serving workload
+(net, redis) also has host rounds: sh commands the host runs, from the same guest
+root (chroot), against the instance, one per `CVBENCH SERVING` line the guest prints.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from bench.hostclient import connection_refused
 from bench.params import Param
+from bench.toolparsers import (
+    Metric,
+    fio_direct,
+    parse_dd_syscalls,
+    parse_fio_json,
+    parse_fork_loop,
+    parse_iperf3_both,
+    parse_redis_benchmark_csv,
+    parse_redis_round_trip,
+    parse_sysbench_cpu,
+    parse_sysbench_memory,
+)
+
+__all__ = ["CATALOGUE", "NO_NEEDS", "Metric", "Needs", "Workload", "parse_sysbench_cpu"]
+
+#: Where the disk workload writes, per target: the instance's own root (container
+#: writable layer, VM disk, a scratch directory natively) or a host volume.
+DISK_DIRS = {"root": "/var/tmp", "volume": "/mnt/volume"}
 
 
 @dataclass(frozen=True)
-class Metric:
-    name: str  # dotted, under workload.
-    value: float
-    unit: str
+class Needs:
+    """What an instance must have beyond a root and the agent."""
+
+    serves: bool = False  # a TCP port the host connects to
+    scratch: bool = False  # writes under /var/tmp: natively a scratch dir, not the shared root
+    volume_mib: int = 0  # a host volume (bind mount, extra VM disk) of this size at /mnt/volume
+
+
+NO_NEEDS = Needs()
 
 
 @dataclass(frozen=True)
@@ -27,6 +52,14 @@ class Workload:
     command: Callable[[dict], str]
     parse: Callable[[str], list[Metric]] = lambda output: []
     params: dict[str, Param] = field(default_factory=dict)
+    main_metric: Callable[[dict], str | None] = lambda params: None
+    needs: Callable[[dict], Needs] = lambda params: NO_NEEDS
+    output_tags: Callable[[str], dict] = lambda output: {}
+    # Serving workloads: the host's commands (one per SERVING line), their parser, and
+    # whether a round's output means the server did not answer yet (then it is retried).
+    host_rounds: Callable[[dict], list[str]] | None = None
+    parse_host: Callable[[list[str]], list[Metric]] = lambda outputs: []
+    refused: Callable[[str], bool] = connection_refused
 
     def resolve(self, given: dict, quick: bool = False) -> dict:
         """Parameters with defaults filled in (validation is scenario.py's job)."""
@@ -39,21 +72,91 @@ class Workload:
         return values
 
 
-_SYSBENCH_EPS = re.compile(r"events per second:\s*([0-9.]+)")
-_SYSBENCH_EVENTS = re.compile(r"total number of events:\s*([0-9]+)")
-_SYSBENCH_TIME = re.compile(r"total time:\s*([0-9.]+)s")
+# -- commands ------------------------------------------------------------------------
 
 
-def parse_sysbench_cpu(output: str) -> list[Metric]:
-    eps = _SYSBENCH_EPS.search(output)
-    if not eps:
-        raise ValueError("no 'events per second' in sysbench output")
-    metrics = [Metric("workload.events_per_s", float(eps.group(1)), "1/s")]
-    if events := _SYSBENCH_EVENTS.search(output):
-        metrics.append(Metric("workload.events", float(events.group(1)), "1"))
-    if total := _SYSBENCH_TIME.search(output):
-        metrics.append(Metric("workload.time_s", float(total.group(1)), "s"))
-    return metrics
+def _fork_command(p: dict) -> str:
+    # fork + exec + wait of /bin/true, timed by the guest's own clock
+    return (f"n={p['count']}; i=0; s=$(date +%s%N); "
+            "while [ $i -lt $n ]; do /bin/true; i=$((i+1)); done; "
+            'e=$(date +%s%N); echo "cvbench-fork processes=$n ns=$((e-s))"')
+
+
+_FIO_RW = {"randread": "randread", "randwrite": "randwrite", "seqread": "read", "seqwrite": "write"}
+
+
+def _block_size(p: dict) -> str:
+    if p["block_size"] != "auto":
+        return p["block_size"]
+    return "4k" if p["pattern"].startswith("rand") else "1m"
+
+
+def _disk_command(p: dict) -> str:
+    # O_DIRECT first: overlayfs and gVisor may refuse it, and then the run is buffered
+    # and says so (tag direct_io) rather than failing.
+    path = f"{DISK_DIRS[p['target']]}/cvbench-fio.dat"
+    return (
+        f'f={path}; '
+        'if err=$(dd if=/dev/zero of="$f" bs=4096 count=1 oflag=direct 2>&1); then '
+        'direct=1; echo "cvbench-disk direct=1"; else direct=0; '
+        'echo "cvbench-disk direct=0 reason=$(printf %s "$err" | tail -n 1)"; fi; '
+        f'fio --name=cvbench --filename="$f" --size={p["size_mib"]}M --rw={_FIO_RW[p["pattern"]]} '
+        f'--bs={_block_size(p)} --direct=$direct --ioengine=psync --runtime={p["seconds"]} '
+        '--time_based --output-format=json; rc=$?; rm -f "$f"; exit $rc'
+    )
+
+
+def _disk_main_metric(p: dict) -> str:
+    return "workload.iops" if _block_size(p) == "4k" else "workload.bytes_per_s"
+
+
+# Shared by the serving workloads: print SERVING once the port is listening (read
+# from /proc/net/tcp*, as minbase has no ss), or after 3 s: gVisor on the host network
+# lists no sockets there, and the host retries a refused connection anyway.
+_WAIT_LISTENING = (
+    'listening() { grep -q ":$(printf %04X "$1") [0-9A-F]*:0000 0A" '
+    '/proc/net/tcp /proc/net/tcp6 2>/dev/null; }; '
+    'wait_listening() { i=0; until listening "$1" || [ $i -ge 30 ]; do i=$((i+1)); '
+    'sleep 0.1; done; }; '
+)
+
+
+def _net_command(p: dict) -> str:
+    # iperf3 -1 serves one test and exits: once for host to guest, once reversed
+    return (_WAIT_LISTENING +
+            'for direction in host_to_guest guest_to_host; do '
+            f'iperf3 -s -1 -B {p["bind"]} -p {p["port"]} >/dev/null 2>&1 & pid=$!; '
+            f'wait_listening {p["port"]}; echo "CVBENCH SERVING {p["port"]} $direction"; '
+            'wait $pid; done')  # a failed direction is the client's to report
+
+
+def _net_rounds(p: dict) -> list[str]:
+    client = f"iperf3 -c 127.0.0.1 -p {p['port']} -t {p['seconds']} -J"
+    return [client, client + " -R"]
+
+
+def _redis_command(p: dict) -> str:
+    # No persistence: the server must write nothing into the root (shared, natively)
+    return (_WAIT_LISTENING +
+            f"redis-server --port {p['port']} --bind {p['bind']} --protected-mode no "
+            "--save '' --appendonly no --dir /tmp --daemonize no >/dev/null 2>&1 & pid=$!; "
+            f'wait_listening {p["port"]}; echo "CVBENCH SERVING {p["port"]}"; wait $pid')
+
+
+def _redis_rounds(p: dict) -> list[str]:
+    # The shutdown ends the guest's redis-server, so the instance exits by itself. The
+    # timeout: with its connections reset (QEMU user networking, a starved guest)
+    # redis-benchmark was seen spinning for minutes instead of exiting.
+    return [f"timeout {p['client_timeout_s']} "
+            f"redis-benchmark -h 127.0.0.1 -p {p['port']} -t set,get -n {p['requests']} "
+            f"-c {p['clients']} --csv; redis-cli -h 127.0.0.1 -p {p['port']} shutdown nosave "
+            ">/dev/null 2>&1"]
+
+
+def _rr_rounds(p: dict) -> list[str]:
+    return [f"timeout {p['client_timeout_s']} "
+            f"redis-benchmark -h 127.0.0.1 -p {p['port']} -t ping_inline -n {p['requests']} "
+            f"-c 1 --csv; redis-cli -h 127.0.0.1 -p {p['port']} shutdown nosave >/dev/null 2>&1"]
 
 
 CATALOGUE: dict[str, Workload] = {
@@ -78,11 +181,106 @@ CATALOGUE: dict[str, Workload] = {
                 f"--cpu-max-prime={p['max_prime']} run"
             ),
             parse=parse_sysbench_cpu,
+            main_metric=lambda p: "workload.events_per_s",
             params={
                 "seconds": Param(int, 10, "run time in seconds", quick=2),
                 "threads": Param(int, 1, "worker threads"),
                 "max_prime": Param(int, 10000, "upper bound of the prime search"),
             },
+        ),
+        Workload(
+            name="memory",
+            description="sysbench memory: memory bandwidth",
+            command=lambda p: (
+                f"sysbench memory --threads={p['threads']} --time={p['seconds']} "
+                f"--memory-block-size={p['block_kib']}K --memory-total-size={p['total_gib']}G "
+                f"--memory-oper={p['operation']} run"
+            ),
+            parse=parse_sysbench_memory,
+            main_metric=lambda p: "workload.bytes_per_s",
+            params={
+                "seconds": Param(int, 10, "run time limit in seconds", quick=2),
+                "threads": Param(int, 1, "worker threads"),
+                "block_kib": Param(int, 1024, "bytes per operation, KiB (the buffer each thread walks)"),
+                "total_gib": Param(int, 1000, "stop after this much, GiB (seconds usually ends it first)"),
+                "operation": Param(str, "read", "read or write the block", choices=("read", "write")),
+            },
+        ),
+        Workload(
+            name="syscall",
+            description="dd bs=1 from /dev/zero to /dev/null: a read and a write per byte",
+            command=lambda p: f"LC_ALL=C dd if=/dev/zero of=/dev/null bs=1 count={p['count']} 2>&1",
+            parse=parse_dd_syscalls,
+            main_metric=lambda p: "workload.ns_per_syscall",
+            params={"count": Param(int, 1_000_000, "bytes copied (2 system calls each)",
+                                   quick=100_000)},
+        ),
+        Workload(
+            name="fork",
+            description="a shell loop running /bin/true: process creation (fork + exec + wait)",
+            command=_fork_command,
+            parse=parse_fork_loop,
+            main_metric=lambda p: "workload.processes_per_s",
+            params={"count": Param(int, 2000, "processes started, one after the other", quick=200)},
+        ),
+        Workload(
+            name="disk",
+            description="fio, one job, psync engine, direct I/O where the file system allows",
+            command=_disk_command,
+            parse=parse_fio_json,
+            output_tags=fio_direct,
+            main_metric=_disk_main_metric,
+            needs=lambda p: Needs(scratch=p["target"] == "root",
+                                  volume_mib=p["size_mib"] + 64 if p["target"] == "volume" else 0),
+            params={
+                "pattern": Param(str, "randread", "access pattern",
+                                 choices=tuple(_FIO_RW)),
+                "block_size": Param(str, "auto", "fio block size; auto: 4k random, 1m sequential"),
+                "size_mib": Param(int, 256, "size of the file fio reads or writes", quick=32),
+                "seconds": Param(int, 10, "run time in seconds", quick=2),
+                "target": Param(str, "root", "the instance's root or a host volume",
+                                choices=tuple(DISK_DIRS)),
+            },
+        ),
+        Workload(
+            name="net",
+            description="iperf3 server in the instance, client on the host: both directions",
+            command=_net_command,
+            host_rounds=_net_rounds,
+            parse_host=parse_iperf3_both,
+            main_metric=lambda p: "workload.host_to_guest_bytes_per_s",
+            needs=lambda p: Needs(serves=True),
+            params={"seconds": Param(int, 5, "seconds per direction", quick=1)},
+        ),
+        Workload(
+            name="redis",
+            description="redis-server in the instance, redis-benchmark on the host: SET and GET",
+            command=_redis_command,
+            host_rounds=_redis_rounds,
+            parse_host=parse_redis_benchmark_csv,
+            # Refused only when it never connected (no CSV header): a reset mid-run is
+            # the result's error, not a server to wait for
+            refused=lambda output: '"test"' not in output and connection_refused(output),
+            main_metric=lambda p: "workload.get_ops_per_s",
+            needs=lambda p: Needs(serves=True),
+            params={
+                "requests": Param(int, 100_000, "requests per test (SET, GET)", quick=5000),
+                "clients": Param(int, 50, "parallel connections"),
+                "client_timeout_s": Param(int, 120, "the host client is stopped after this"),
+            },
+        ),
+        Workload(
+            name="rr",
+            description="request/response round trips host -> instance: redis PING, one client",
+            command=_redis_command,
+            host_rounds=_rr_rounds,
+            parse_host=parse_redis_round_trip,
+            refused=lambda output: '"test"' not in output and connection_refused(output),
+            main_metric=lambda p: "workload.rtt_p50_s",
+            needs=lambda p: Needs(serves=True),
+            params={"requests": Param(int, 20_000, "round trips, one after the other",
+                                      quick=2000),
+                    "client_timeout_s": Param(int, 120, "the host client is stopped after this")},
         ),
     ]
 }

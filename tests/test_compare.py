@@ -16,7 +16,8 @@ def test_directions():
     assert direction("startup.ready_s") == -1
     assert direction("mem.pss_bytes") == -1
     assert direction("cpu.seconds") == -1
-    assert direction("workload.events_per_s") == +1
+    assert direction("workload.events_per_s") == +1 and direction("workload.iops") == +1
+    assert direction("workload.ns_per_syscall") == -1 and direction("workload.lat_p99_s") == -1
     assert direction("workload.exit_code") is None and direction("kernel.shared_with_host") is None
 
 

@@ -157,3 +157,76 @@ def test_likely_causes_of_an_unstable_cell():
         "noop exits right after READY, so its memory is one sample or none",
         "this runtime had failed instances in the run",
         "2 outliers (kept, marked in the table and plots)"]
+
+
+# -- workloads: a real run of every workload (tests/golden/run_workloads) ---------------
+
+from bench.report import overhead  # noqa: E402
+
+WORKLOADS = ("cpu", "memory", "syscall", "fork", "disk", "net", "redis")
+
+
+@pytest.fixture
+def workloads_dir(golden, tmp_path) -> Path:
+    target = tmp_path / "workloads"
+    shutil.copytree(golden / "run_workloads", target)
+    return target
+
+
+def test_overhead_matrix_and_workload_sections(workloads_dir):
+    page = build_report(workloads_dir)
+    text = assert_valid_page(page)
+    # The page opens with the claims (issue 5); the overhead matrix is the table right after.
+    claims, matrix = text.index("<h2>Claims</h2>"), text.index("<h2>Overhead matrix</h2>")
+    assert claims < matrix < text.index("<h2>Summary</h2>")
+    assert '<th class="emulated">qemu (emulated)</th>' in text
+    images = {p.name for p in referenced_images(page)}
+    for workload in WORKLOADS:
+        assert f"<h3>{workload}</h3>" in text
+        assert f"workload_{workload}.png" in images
+    assert "workload.ns_per_syscall" in text and "(lower is better)" in text
+    assert "net_path = docker bridge, port published on 127.0.0.1" in text
+
+
+def test_matrix_ratios_are_runtime_over_native(workloads_dir):
+    frame = load_frame(workloads_dir)
+    matrix = overhead.overhead_matrix(frame, "native", {"qemu"})
+    assert [c["name"] for c in matrix["columns"]] == ["runc", "runsc", "qemu"]
+    rows = {row["workload"]: row for row in matrix["rows"]}
+    assert set(rows) == set(WORKLOADS)
+    assert rows["syscall"]["metric"] == "workload.ns_per_syscall" and rows["syscall"]["better"] == "lower"
+    measured = frame[~frame["warmup"] & frame["value"].notna()]
+
+    def median(workload, runtime, metric):
+        return measured[(measured["workload"] == workload) & (measured["runtime"] == runtime)
+                        & (measured["metric"] == metric)]["value"].median()
+
+    metric = "workload.ns_per_syscall"
+    expected = median("syscall", "runsc", metric) / median("syscall", "native", metric)
+    assert rows["syscall"]["cells"][1]["text"] == f"{expected:.2f}×"
+
+
+def test_skipped_cell_is_listed_not_failed(workloads_dir):
+    rows = records(workloads_dir)
+    template = next(r for r in rows if r["cell"] == "net@runc")
+    why = 'skipped: runtime runc-nonet has serve_network = "none" (no path from the host into the container)'
+    rows.append(dict(template, cell="net@runc-nonet", runtime="runc-nonet", value=None,
+                     metric="workload.host_to_guest_bytes_per_s", error=why))
+    write_records(workloads_dir, rows)
+    text = assert_valid_page(build_report(workloads_dir))
+    assert "Skipped cells" in text and "net@runc-nonet" in text
+    failed_box = text.split("<strong>Failed cells</strong>")[1].split("</table>")[0] \
+        if "<strong>Failed cells</strong>" in text else ""
+    assert "runc-nonet" not in failed_box
+    assert 'band-skipped' in text
+
+
+@pytest.mark.parametrize("metric, ratio, band", [
+    ("workload.events_per_s", 0.98, "par"),        # a container runs CPU work at native speed
+    ("workload.events_per_s", 0.1, "large"),       # ten times fewer events: 10x worse
+    ("workload.ns_per_syscall", 80.0, "huge"),     # gVisor ptrace: system calls far dearer
+    ("workload.ns_per_syscall", 0.5, "faster"),
+    ("workload.lat_p99_s", 1.5, "mild"),
+])
+def test_slowdown_bands_follow_the_metric_direction(metric, ratio, band):
+    assert overhead.band(overhead.slowdown(metric, ratio)) == band

@@ -37,7 +37,8 @@ def write(tmp_path, text):
 def test_good_scenario(tmp_path):
     s = load_scenario(write(tmp_path, GOOD))
     assert [r.name for r in s.runtimes] == ["native", "runc"]
-    assert s.runtimes[1].options == {"oci_runtime": "runc", "network": "none"}
+    assert s.runtimes[1].options == {"oci_runtime": "runc", "network": "none",
+                                     "serve_network": "bridge", "serve_oci_runtime": ""}
     assert s.workloads[1].workload == "cpu" and s.workloads[1].params == {"threads": 2}
     assert s.cpus == 1.0 and s.memory_mib == 512
 
@@ -101,3 +102,16 @@ def test_cli_missing_file(tmp_path):
     result = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(tmp_path / "nope.toml")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "nope.toml" in result.stderr
+
+
+def test_workload_reps_of_its_own(tmp_path):
+    s = load_scenario(write(tmp_path, GOOD.replace("threads = 2", "threads = 2\nreps = 4")))
+    steps = plan(s)
+    cpu2 = [step for step in steps if step.cell.workload.name == "cpu-2"]
+    others = [step for step in steps if step.cell.workload.name != "cpu-2"]
+    assert len(cpu2) == 2 * (1 + 4) and len(others) == 2 * (1 + 2)
+    assert steps[-1].cell.workload.name == "cpu-2"  # the later rounds are its alone
+    # the command line decides for every workload
+    assert len(plan(s.with_overrides(reps=1))) == 2 * 2 * 2
+    with pytest.raises(UserError, match=r"workloads.cpu-2.reps"):
+        load_scenario(write(tmp_path, GOOD.replace("threads = 2", "threads = 2\nreps = 0")))

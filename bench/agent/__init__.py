@@ -15,6 +15,7 @@ from bench.errors import RuntimeFailure
 #: Where the image recipe installs the agent, in every runtime.
 AGENT_PATH = "/opt/cvbench/agent"
 PREFIX = "CVBENCH "
+EVENTS = ("READY", "DONE", "SERVING")
 
 
 def agent_script() -> bytes:
@@ -33,10 +34,11 @@ class AgentLine:
 
     @property
     def fields(self) -> list[str]:
-        """The words of a protocol line from the event on: READY uptime kernel, DONE code."""
+        """The words of a protocol line from the event on: READY uptime kernel, DONE code,
+        SERVING port (a server in the instance is listening)."""
         idx = self.text.find(PREFIX)
         parts = self.text[idx + len(PREFIX):].split() if idx >= 0 else []
-        return parts if len(parts) >= 2 and parts[0] in ("READY", "DONE") else []
+        return parts if len(parts) >= 2 and parts[0] in EVENTS else []
 
     @property
     def event(self) -> tuple[str, str] | None:

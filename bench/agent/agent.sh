@@ -3,10 +3,13 @@
 #   CVBENCH READY <uptime s> <kernel>   the instance can run work (host stops the startup clock);
 #                                       the kernel it sees tells whether it shares the host's
 #   ...workload output...
+#   CVBENCH SERVING <port> ...          (serving workloads) the host may connect now
 #   CVBENCH DONE <exit code>
 # Containers and native runs pass the workload as $1. In a VM the agent is init
 # (PID 1, no arguments): it mounts the pseudo file systems, reads the workload
 # from the kernel command line (cvbench.cmd=<base64>) and powers off at the end.
+# cvbench.net=1 asks for the network (QEMU user networking), cvbench.volume=1 for
+# the extra disk /dev/vdb mounted on /mnt/volume.
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
@@ -18,9 +21,34 @@ if [ "$#" -eq 0 ]; then
     [ -e /dev/null ] || mount -t devtmpfs devtmpfs /dev
     mount -t tmpfs tmpfs /tmp
     for word in $(cat /proc/cmdline); do
-        case "$word" in cvbench.cmd=*) encoded="${word#cvbench.cmd=}" ;; esac
+        case "$word" in
+            cvbench.cmd=*) encoded="${word#cvbench.cmd=}" ;;
+            cvbench.net=1) net=1 ;;
+            cvbench.volume=1) volume=1 ;;
+        esac
     done
     cmd=$(printf '%s' "$encoded" | base64 -d)
+    busybox ip link set lo up
+    if [ -n "$net" ]; then
+        # The initramfs's udev may have loaded the NIC driver and named the NIC (ens3);
+        # without it, load the driver by hand. QEMU user networking's fixed addresses.
+        modprobe virtio_net 2>/dev/null
+        nic=
+        for try in 1 2 3 4 5 6 7 8 9 10; do
+            for dev in /sys/class/net/*; do
+                [ "${dev##*/}" = lo ] || nic=${dev##*/}
+            done
+            [ -n "$nic" ] && break
+            sleep 0.2
+        done
+        busybox ip link set "$nic" up
+        busybox ip addr add 10.0.2.15/24 dev "$nic"
+        busybox ip route add default via 10.0.2.2
+    fi
+    if [ -n "$volume" ]; then
+        mkdir -p /mnt/volume
+        mount -t ext4 /dev/vdb /mnt/volume
+    fi
 else
     vm=
     cmd=$1

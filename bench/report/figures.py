@@ -274,3 +274,37 @@ def _short(value: float) -> str:
 
 def _seconds(value: float) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def workload_figure(frame: pd.DataFrame, workload: str, metric: str, path: Path) -> Path | None:
+    """One workload's main metric per runtime (median, 95% CI, every instance a point) and
+    its ratio to native with the bootstrap CI."""
+    rows = metric_values(frame, metric)
+    rows = rows[rows["workload"] == workload] if not rows.empty else rows
+    if rows.empty:
+        return None
+    emulated = emulated_runtimes(frame)
+    baseline = baseline_runtime(frame)
+    runtimes, groups = _groups(rows, in_order(frame["runtime"]))
+    has_baseline = baseline in runtimes and len(runtimes) > 1
+    fig, axes = _figure(2 if has_baseline else 1)
+    _bars_with_ci(axes[0], groups)
+    _runtime_ticks(axes[0], runtimes, emulated)
+    medians = [np.median(g) for g in groups]
+    if min(medians) > 0 and max(medians) / min(medians) > LOG_SPREAD:
+        _log_axis(axes[0])
+    unit = rows["unit"].iloc[0]
+    axes[0].set_ylabel(f"{metric.removeprefix('workload.')} ({unit})")
+    axes[0].set_title("median and 95% CI")
+    if has_baseline:
+        base = groups[runtimes.index(baseline)]
+        compared = [i for i, r in enumerate(runtimes) if r != baseline]
+        ratios = [stats.ratio_ci(groups[i], base) for i in compared]
+        _ratio_panel(axes[1], ratios, [runtime_label(runtimes[i], emulated) for i in compared])
+        spread = [r.ratio for r in ratios if r.ratio > 0]
+        if spread and max(max(spread), 1) / min(min(spread), 1) > LOG_SPREAD:
+            _log_axis(axes[1])
+    for ax in axes:
+        ax.grid(axis="y", alpha=0.3, which="both")
+    fig.suptitle(f"workload {workload}: {metric}")
+    return _save(fig, path)

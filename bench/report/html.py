@@ -19,7 +19,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from bench import stats
-from bench.report import figures, sharing, verdicts
+from bench.report import figures, overhead, sharing, verdicts
 from bench.report.data import (
     MiB,
     baseline_runtime,
@@ -80,10 +80,11 @@ def build_report(directory: Path) -> Path:
     frame = complete(load_frame(directory))
     environment = read_environment(directory)
     drawn = draw_figures(frame, directory / FIGURES_DIR)
+    context = page_context(frame, environment, drawn)
+    context["workloads"] = workload_sections(frame, context, directory / FIGURES_DIR)
+    context["sections"] = sharing.sections(frame, directory / FIGURES_DIR, environment)
     template = Environment(loader=FileSystemLoader(TEMPLATES),
                            autoescape=select_autoescape(["html"])).get_template(REPORT)
-    context = page_context(frame, environment, drawn)
-    context["sections"] = sharing.sections(frame, directory / FIGURES_DIR, environment)
     page = template.render(**context)
     path = directory / REPORT
     path.write_text(page, encoding="utf-8")
@@ -102,6 +103,26 @@ def draw_figures(frame: pd.DataFrame, folder: Path) -> list[dict]:
     return drawn
 
 
+def workload_sections(frame: pd.DataFrame, context: dict, folder: Path) -> list[dict]:
+    """A section per workload with a main metric, each with its figure; stale figures go."""
+    emulated = set(context["emulated"]) | emulated_runtimes(frame)
+    sections = overhead.workload_sections(frame, context["baseline"], emulated)
+    drawn = set()
+    for section in sections:
+        name = f"workload_{_safe(section['workload'])}.png"
+        if figures.workload_figure(frame, section["workload"], section["main"], folder / name):
+            section["figure"] = f"{FIGURES_DIR}/{name}"
+            drawn.add(name)
+    for stale in folder.glob("workload_*.png") if folder.exists() else []:
+        if stale.name not in drawn:
+            stale.unlink()
+    return sections
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
 def page_context(frame: pd.DataFrame, environment: dict, drawn: list[dict]) -> dict:
     emulated = emulated_runtimes(frame, environment)
     baseline = baseline_runtime(frame)
@@ -113,6 +134,8 @@ def page_context(frame: pd.DataFrame, environment: dict, drawn: list[dict]) -> d
         "emulated": [r for r in runtime_order(frame, environment) if r in emulated],
         "unusable": environment.get("unusable_runtimes") or {},
         "failures": failures(frame),
+        "skipped": skipped_cells(frame),
+        "matrix": overhead.overhead_matrix(frame, baseline, emulated),
         "missing_values": missing_values(frame),
         "missing_cells": missing_cells(frame, environment),
         "baseline": baseline,
@@ -147,7 +170,7 @@ def failures(frame: pd.DataFrame) -> list[dict]:
     Memory alone does not fail an instance (runner.py): one can be gone within a sampling
     interval; those gaps are listed by missing_values.
     """
-    failed = frame[frame["error"].notna() & ~_is_memory(frame)]
+    failed = frame[frame["error"].notna() & ~_is_memory(frame) & ~_is_skipped(frame)]
     out = []
     for cell, rows in failed.groupby("cell", sort=False):
         instances = rows[["rep", "warmup"]].drop_duplicates()
@@ -171,6 +194,17 @@ def missing_values(frame: pd.DataFrame) -> list[dict]:
                     "instances": len(rows[["rep", "warmup"]].drop_duplicates()),
                     "warmups": int(rows["warmup"].eq(True).sum())})
     return out
+
+
+def skipped_cells(frame: pd.DataFrame) -> list[dict]:
+    """Cells a runtime could not run (a network mode it lacks), with the reason."""
+    rows = overhead.skipped(frame)
+    return [{"cell": cell, "why": why} for cell, why in
+            rows[["cell", "error"]].drop_duplicates().itertuples(index=False)]
+
+
+def _is_skipped(frame: pd.DataFrame) -> pd.Series:
+    return frame["error"].astype(str).str.startswith(overhead.SKIPPED)
 
 
 def _is_memory(frame: pd.DataFrame) -> pd.Series:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from abc import ABC, abstractmethod
@@ -15,6 +16,7 @@ from bench.cleanup import Cleanup
 from bench.collect.cgroups import Cgroup
 from bench.images import GuestImage
 from bench.params import Param
+from bench.workloads import NO_NEEDS, Needs
 
 MiB = 1024 * 1024
 
@@ -49,6 +51,14 @@ class Instance(ABC):
     phases: dict[str, float] = field(default_factory=dict)  # metric -> seconds
     tags: dict = field(default_factory=dict)
     cleanup_token: int = 0  # its entry in the run's Cleanup
+    scratch: list[Path] = field(default_factory=list)  # host files and folders it owns
+
+    def remove_scratch(self) -> None:
+        for path in self.scratch:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
     def helper_pids(self) -> list[int]:
         """Host processes outside the cgroup that serve the instance (a shim)."""
@@ -80,8 +90,23 @@ class Runtime(ABC):
         """One-time work before the first launch (import an image, probe acceleration)."""
 
     @abstractmethod
-    def launch(self, command: str, limits: Limits, instance: str) -> Instance:
-        """Start an instance running the agent with command; return once it is started."""
+    def launch(self, command: str, limits: Limits, instance: str, needs: Needs = NO_NEEDS,
+               port: int | None = None) -> Instance:
+        """Start an instance running the agent with command; return once it is started.
+        A serving instance listens on port, reachable from the host at 127.0.0.1:port."""
+
+    def unsupported(self, needs: Needs) -> str | None:
+        """Why this runtime cannot give an instance what it needs, or None."""
+        return None
+
+    def serve_bind(self) -> str:
+        """The address a server in the instance binds: loopback where the instance shares
+        the host's network (never expose a port beyond the host), else every interface."""
+        return "127.0.0.1"
+
+    def net_path(self) -> str:
+        """How the host reaches a serving instance, for the records' tags."""
+        return "loopback"
 
     def _register(self, inst: Instance) -> Instance:
         """Put the instance's release in the run's cleanup before it holds anything."""
@@ -147,6 +172,7 @@ class ProcessInstance(Instance):
             self.cgroup.remove()
         if self.process is not None and self.process.stdout:
             self.process.stdout.close()
+        self.remove_scratch()
 
 
 def spawn(argv: list[str]) -> subprocess.Popen:

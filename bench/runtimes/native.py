@@ -9,10 +9,13 @@ from bench.agent import AGENT_PATH, LineReader
 from bench.collect.cgroups import Cgroup
 from bench.errors import UserError
 from bench.runtimes.base import MiB, Limits, ProcessInstance, Runtime, pipe_chunks, spawn
+from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
 
 # A private mount namespace only, so /proc can be mounted inside the shared root
 # without touching the host's mount table; PIDs, network and users stay the host's.
 _ENTER_ROOT = 'mount -t proc proc "$0/proc" && exec chroot "$0" "$1" "$2"'
+# Writable places are host folders bound over the shared root, which must stay unchanged.
+_BIND = 'mount --bind "{host}" "$0{guest}" && '
 
 
 class NativeRuntime(Runtime):
@@ -23,14 +26,24 @@ class NativeRuntime(Runtime):
             if not shutil.which(tool):
                 raise UserError(f"native: {tool} not found", fix="apt-get install util-linux coreutils")
 
-    def launch(self, command: str, limits: Limits, instance: str) -> ProcessInstance:
+    def launch(self, command: str, limits: Limits, instance: str, needs: Needs = NO_NEEDS,
+               port: int | None = None) -> ProcessInstance:
         t0 = time.monotonic()
         cgroup = Cgroup.create(self.context.cgroup_path(instance), limits.cpus,
                                limits.memory_mib * MiB)
         inst = self._register(ProcessInstance(name=instance, t_launch=t0, cgroup=cgroup))
         with self._launching(inst):
-            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _ENTER_ROOT,
-                    str(self.context.image.root), AGENT_PATH, command]
+            binds = ""
+            for wanted, target in ((needs.scratch, "root"), (needs.volume_mib, "volume")):
+                if wanted:
+                    folder = self.context.workdir / f"{instance}-{target}"
+                    folder.mkdir()
+                    inst.scratch.append(folder)
+                    binds += _BIND.format(host=folder, guest=DISK_DIRS[target])
+            if needs.scratch or needs.volume_mib:
+                inst.tags["disk_backing"] = "host folder (bind mount)"
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                    binds + _ENTER_ROOT, str(self.context.image.root), AGENT_PATH, command]
             inst.process = spawn(cgroup.enter_argv(argv))
             inst.lines = LineReader(pipe_chunks(inst.process), instance)
             inst.phases["startup.spawn_s"] = time.monotonic() - t0

@@ -17,6 +17,7 @@ from bench.images import CACHE
 from bench.params import Param
 from bench.runtimes.base import (MiB, Limits, ProcessInstance, Runtime, command_version,
                                  pipe_chunks, run_tool, spawn)
+from bench.workloads import NO_NEEDS, Needs
 
 QEMU = "qemu-system-x86_64"
 ACCEL_CACHE = CACHE / "accel.json"
@@ -57,6 +58,9 @@ class QemuRuntime(Runtime):
                        choices=("auto", "kvm", "tcg")),
         "memory_headroom_mib": Param(int, 256, "cgroup memory for QEMU itself beyond guest RAM"),
         "probe_timeout_s": Param(float, 60.0, "how long auto waits for a KVM guest to boot"),
+        # QEMU's default; "none" bypasses the host page cache, as production VMs often do
+        "disk_cache": Param(str, "writeback", "cache mode of the VM's disks",
+                            choices=("writeback", "none", "writethrough", "directsync", "unsafe")),
     }
 
     def check(self) -> None:
@@ -81,11 +85,18 @@ class QemuRuntime(Runtime):
     def tags(self) -> dict:
         return {"accel": self.accel, "emulated": self.emulated, "machine": self.options["machine"]}
 
+    def serve_bind(self) -> str:
+        return "0.0.0.0"  # the guest's own interface; only hostfwd reaches it, from 127.0.0.1
+
+    def net_path(self) -> str:
+        return "qemu user networking (slirp), hostfwd on 127.0.0.1"
+
     def describe(self) -> dict:
         return {"kind": self.kind, **self.options, "accel_used": self.accel,
                 "accel_reason": self.accel_reason, "version": command_version([QEMU, "--version"])}
 
-    def launch(self, command: str, limits: Limits, instance: str, accel: str | None = None) -> VmInstance:
+    def launch(self, command: str, limits: Limits, instance: str, needs: Needs = NO_NEEDS,
+               port: int | None = None, accel: str | None = None) -> VmInstance:
         accel = accel or self.accel
         workdir = self.context.workdir
         t0 = time.monotonic()
@@ -101,9 +112,18 @@ class QemuRuntime(Runtime):
             inst.tags["memory_headroom_mib"] = headroom
             run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.context.image.disk),
                       "-F", "raw", str(inst.overlay)])
+            argv = self._argv(instance, command, limits, accel, inst.overlay, inst.qmp_socket,
+                              needs)
+            if needs.volume_mib:
+                argv += self._volume(inst, needs.volume_mib)
+            if needs.serves:
+                argv += self._network(port)
+            if needs.scratch or needs.volume_mib:
+                inst.tags.update(disk_backing="virtio-blk, qcow2 overlay" if needs.scratch
+                                 else "virtio-blk, raw ext4 file on the host",
+                                 disk_cache=self.options["disk_cache"])
             t_overlay = time.monotonic()
-            inst.process = spawn(cgroup.enter_argv(
-                self._argv(instance, command, limits, accel, inst.overlay, inst.qmp_socket)))
+            inst.process = spawn(cgroup.enter_argv(argv))
             inst.lines = LineReader(pipe_chunks(inst.process), instance)
             inst.qmp = self._connect_qmp(inst)
             t_vmm = time.monotonic()
@@ -115,9 +135,25 @@ class QemuRuntime(Runtime):
                     raise RuntimeFailure(f"{instance}: QEMU reports KVM not enabled: {kvm}")
         return inst
 
-    def _argv(self, name, command, limits, accel, overlay, qmp_socket) -> list[str]:
+    def _volume(self, inst: VmInstance, size_mib: int) -> list[str]:
+        """An extra raw ext4 disk: the guest agent mounts /dev/vdb on /mnt/volume."""
+        disk = self.context.workdir / f"{inst.name}-volume.raw"
+        inst.scratch.append(disk)
+        run_tool(["mke2fs", "-q", "-F", "-t", "ext4", str(disk), f"{size_mib}M"])
+        return ["-drive", f"file={disk},if=none,id=volume,format=raw,cache={self.options['disk_cache']}",
+                "-device", f"{self._disk_device()},drive=volume"]
+
+    def _network(self, port: int) -> list[str]:
+        # restrict=on: the guest reaches nothing; the forward from 127.0.0.1 still works
+        nic = "virtio-net-device" if self.options["machine"] == "microvm" else "virtio-net-pci"
+        return ["-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{port}",
+                "-device", f"{nic},netdev=net0"]
+
+    def _disk_device(self) -> str:
+        return "virtio-blk-device" if self.options["machine"] == "microvm" else "virtio-blk-pci"
+
+    def _argv(self, name, command, limits, accel, overlay, qmp_socket, needs: Needs) -> list[str]:
         machine = self.options["machine"]
-        disk_device = "virtio-blk-device" if machine == "microvm" else "virtio-blk-pci"
         image = self.context.image
         return [
             QEMU, "-name", name, "-nodefaults", "-no-user-config", "-no-reboot",
@@ -125,9 +161,11 @@ class QemuRuntime(Runtime):
             "-cpu", "host" if accel == "kvm" else "max",
             "-m", str(limits.memory_mib), "-smp", str(max(1, math.ceil(limits.cpus))),
             "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-            "-append", f"{KERNEL_ARGS} {kernel_cmdline_arg(command)}",
-            "-drive", f"file={overlay},if=none,id=root,format=qcow2",
-            "-device", f"{disk_device},drive=root",
+            "-append", " ".join([KERNEL_ARGS, kernel_cmdline_arg(command),
+                                 *(["cvbench.net=1"] if needs.serves else []),
+                                 *(["cvbench.volume=1"] if needs.volume_mib else [])]),
+            "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache={self.options['disk_cache']}",
+            "-device", f"{self._disk_device()},drive=root",
             "-serial", "stdio",
             "-qmp", f"unix:{qmp_socket},server=on,wait=off",
         ]

@@ -1,0 +1,164 @@
+"""The workload part of the report: the overhead matrix and a section per workload.
+
+Each workload's main metric comes from its records (tag main_metric, set by the
+runner from the catalogue), so the report needs no copy of the catalogue.
+A ratio is always runtime over native; whether that is a slowdown depends on the
+metric's direction (more events per second is better, more ns per call is worse).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from bench import stats
+from bench.compare import direction
+from bench.report.data import in_order, measured, runtime_label
+
+SKIPPED = "skipped: "
+# Workload metrics that echo the scenario or the instance rather than measure it
+ECHOES = ("workload.exit_code", "workload.time_s", "workload.events", "workload.syscalls",
+          "workload.bytes")
+# Slowdown (>1 worse than native) thresholds and the colour class each band gets
+BANDS = ((0.9, "faster"), (1.1, "par"), (2.0, "mild"), (10.0, "large"), (math.inf, "huge"))
+
+
+def main_metrics(frame: pd.DataFrame) -> dict[str, str]:
+    """workload -> its main metric, in run order, for workloads that have one."""
+    if frame.empty or "tag.main_metric" not in frame:
+        return {}
+    tagged = frame[frame["tag.main_metric"].notna()]
+    return {w: tagged.loc[tagged["workload"] == w, "tag.main_metric"].iloc[0]
+            for w in in_order(tagged["workload"])}
+
+
+def skipped(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty or "error" not in frame:
+        return frame.iloc[0:0]
+    return frame[frame["error"].astype(str).str.startswith(SKIPPED)]
+
+
+def slowdown(metric: str, ratio: float) -> float:
+    """How many times worse than native: ratio for lower-is-better metrics, 1/ratio else."""
+    if math.isnan(ratio) or ratio <= 0:
+        return math.nan
+    return ratio if direction(metric) == -1 else 1 / ratio
+
+
+def band(value: float) -> str:
+    if math.isnan(value):
+        return "none"
+    return next(name for limit, name in BANDS if value <= limit)
+
+
+def _values(rows: pd.DataFrame, workload: str, runtime: str, metric: str):
+    mine = rows[(rows["workload"] == workload) & (rows["runtime"] == runtime)
+                & (rows["metric"] == metric)]
+    return mine["value"].to_numpy(float)
+
+
+def overhead_matrix(frame: pd.DataFrame, baseline: str | None, emulated: set[str]) -> dict:
+    """Rows: workloads; columns: runtimes other than native; each cell the main metric's
+    ratio to native with its 95% CI, a colour band by slowdown, or why it is missing."""
+    metrics = main_metrics(frame)
+    if not metrics or baseline is None:
+        return {}
+    rows = measured(frame)
+    skips = skipped(frame)
+    runtimes = [r for r in in_order(frame["runtime"]) if r != baseline]
+    table = []
+    for workload, metric in metrics.items():
+        base = _values(rows, workload, baseline, metric)
+        cells = []
+        for runtime in runtimes:
+            why = skips.loc[(skips["workload"] == workload) & (skips["runtime"] == runtime), "error"]
+            values = _values(rows, workload, runtime, metric)
+            if not why.empty:
+                cells.append({"text": "skipped", "band": "skipped", "title": why.iloc[0]})
+            elif len(values) == 0 or len(base) == 0:
+                cells.append({"text": "—", "band": "none", "title": "no values"})
+            else:
+                ratio = stats.ratio_ci(values, base)
+                factor = slowdown(metric, ratio.ratio)
+                cells.append({"text": f"{ratio.ratio:.2f}×", "band": band(factor),
+                              "ci": _interval(ratio.ci_low, ratio.ci_high),
+                              "title": f"{factor:.2f} times worse than native" if factor >= 1
+                              else f"{1 / factor:.2f} times better than native"})
+        table.append({"workload": workload, "metric": metric,
+                      "better": "higher" if direction(metric) == 1 else "lower", "cells": cells})
+    return {"columns": [{"name": r, "label": runtime_label(r, emulated), "emulated": r in emulated}
+                        for r in runtimes],
+            "rows": table}
+
+
+def workload_sections(frame: pd.DataFrame, baseline: str | None, emulated: set[str]) -> list[dict]:
+    """Per workload with a main metric: each of its metrics per runtime, median, CI, ratio."""
+    rows = measured(frame)
+    skips = skipped(frame)
+    sections = []
+    for workload, main in main_metrics(frame).items():
+        mine = rows[rows["workload"] == workload]
+        metrics = [main] + [m for m in in_order(mine["metric"])
+                            if m.startswith("workload.") and m != main and m not in ECHOES]
+        table = []
+        for metric in metrics:
+            for runtime in in_order(frame["runtime"]):
+                values = _values(rows, workload, runtime, metric)
+                if len(values) == 0:
+                    continue
+                summary = stats.summary(values)
+                ratio = "baseline" if runtime == baseline else "—"
+                if baseline is not None and runtime != baseline:
+                    r = stats.ratio_ci(values, _values(rows, workload, baseline, metric))
+                    if not math.isnan(r.ratio):
+                        ratio = f"{r.ratio:.2f}× {_interval(r.ci_low, r.ci_high)}"
+                table.append({"metric": metric, "runtime": runtime_label(runtime, emulated),
+                              "unit": _unit(mine, metric), "median": _number(summary.median),
+                              "ci": _interval(summary.ci_low, summary.ci_high, numbers=True),
+                              "n": summary.n, "ratio": ratio})
+        notes = [f"{runtime_label(r, emulated)}: {e}" for r, e in
+                 skips.loc[skips["workload"] == workload, ["runtime", "error"]]
+                 .drop_duplicates().itertuples(index=False)]
+        sections.append({"workload": workload, "main": main, "rows": table, "skipped": notes,
+                         "tags": _tag_notes(frame, workload)})
+    return sections
+
+
+def _tag_notes(frame: pd.DataFrame, workload: str) -> list[str]:
+    """How each runtime ran it, where that varies: network path, disk backing, direct I/O."""
+    notes = []
+    mine = frame[(frame["workload"] == workload) & frame["error"].isna()]
+    for tag in ("tag.net_path", "tag.disk_backing", "tag.direct_io", "tag.direct_io_fallback",
+                "tag.direct_io_caveat"):
+        if tag not in mine:
+            continue
+        for runtime in in_order(mine["runtime"]):
+            values = in_order(mine.loc[mine["runtime"] == runtime, tag])
+            if values:
+                notes.append(f"{runtime}: {tag.removeprefix('tag.')} = "
+                             + ", ".join(str(v) for v in values))
+    return notes
+
+
+def _unit(rows: pd.DataFrame, metric: str) -> str:
+    units = rows.loc[rows["metric"] == metric, "unit"]
+    return units.iloc[0] if not units.empty else ""
+
+
+def _number(value: float) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    if abs(value) >= 1e6:
+        return f"{value:.3e}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _interval(low: float, high: float, numbers: bool = False) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return "—"
+    if numbers:
+        return f"[{_number(low)}, {_number(high)}]"
+    return f"[{low:.2f}, {high:.2f}]"

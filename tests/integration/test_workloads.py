@@ -1,0 +1,77 @@
+"""scenarios/smoke-workloads.toml on the real engines: every workload in native, runc,
+runsc and qemu leaves its main metric, or an error that says why, and nothing behind."""
+
+import pytest
+
+from .helpers import cvbench, leftovers, records
+
+pytestmark = pytest.mark.integration
+RUNTIMES = ("native", "runc", "runsc", "qemu")
+# Guest-only workloads: every runtime can run them, so each must have a value.
+GUEST_ONLY = ("cpu", "memory", "syscall", "fork", "disk", "disk-volume")
+SERVING = ("net", "redis", "rr")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("workloads") / "run"
+    result = cvbench("run", "scenarios/smoke-workloads.toml", "--out", out, timeout=1200)
+    print(result.stdout[-3000:], result.stderr[-3000:])
+    return out, records(out)
+
+
+def main_records(rows, cell):
+    mine = [r for r in rows if r["cell"] == cell]
+    assert mine, f"no record at all for {cell}"
+    main = mine[0]["tags"].get("main_metric")
+    return [r for r in mine if r["metric"] == main]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("workload", GUEST_ONLY)
+def test_guest_only_workload_has_its_main_metric(run, workload, runtime):
+    _, rows = run
+    (main,) = main_records(rows, f"{workload}@{runtime}")
+    assert main["value"] is not None and main["value"] > 0, main.get("error")
+
+
+# Seen with runsc 20221219 on --network=host: iperf3's server fails with "unable to receive
+# parameters from client: Resource temporarily unavailable"; the records carry that error.
+KNOWN_BROKEN = {("net", "runsc"): "iperf3 server under gVisor's host network (runsc 20221219) "
+                                  "gets EAGAIN on its control socket"}
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("workload", SERVING)
+def test_serving_workload_has_a_value_or_says_why(run, workload, runtime, request):
+    if (workload, runtime) in KNOWN_BROKEN:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN_BROKEN[workload, runtime], strict=False))
+    _, rows = run
+    cell = [r for r in rows if r["cell"] == f"{workload}@{runtime}"]
+    workload_rows = [r for r in cell if r["metric"].startswith("workload.")
+                     and r["metric"] != "workload.exit_code"]
+    assert workload_rows, f"{workload}@{runtime} left no workload record"
+    for r in workload_rows:
+        assert (r["value"] is not None) != bool(r.get("error")), r  # a value, or why not
+    assert any(r["value"] for r in workload_rows), [r.get("error") for r in workload_rows]
+    assert cell[0]["tags"]["net_path"]  # which network path this runtime used
+
+
+def test_disk_says_how_it_wrote(run):
+    _, rows = run
+    for runtime in RUNTIMES:
+        main = main_records(rows, f"disk@{runtime}")[0]
+        assert main["tags"]["disk_backing"] and "direct_io" in main["tags"], main["tags"]
+
+
+def test_cpu_cost_per_kevent_is_derived(run):
+    _, rows = run
+    for runtime in RUNTIMES:
+        derived = [r for r in rows if r["cell"] == f"cpu@{runtime}"
+                   and r["metric"] == "workload.cpu_s_per_kevent"]
+        assert len(derived) == 1 and derived[0]["value"] > 0 and derived[0]["unit"] == "s"
+
+
+def test_nothing_left_behind(run):
+    _, rows = run
+    assert leftovers(rows[0]["run"]) == []

@@ -11,10 +11,13 @@ from bench.errors import UserError
 from bench.runtimes.base import MiB, Limits, ProcessInstance, Runtime, pipe_chunks, spawn
 from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
 
-# A private mount namespace only, so /proc can be mounted inside the shared root
-# without touching the host's mount table; PIDs, network and users stay the host's.
+# A private mount namespace only, so the mounts below never reach the host's mount table;
+# PIDs, network and users stay the host's. The shared root is made read-only there: the
+# image every runtime runs must stay the same bytes. /tmp is a tmpfs, as in the VM.
+_READ_ONLY_ROOT = ('mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && '
+                   'mount -t tmpfs tmpfs "$0/tmp" && ')
 _ENTER_ROOT = 'mount -t proc proc "$0/proc" && exec chroot "$0" "$1" "$2"'
-# Writable places are host folders bound over the shared root, which must stay unchanged.
+# Writable places are host folders bound over the read-only root.
 _BIND = 'mount --bind "{host}" "$0{guest}" && '
 
 
@@ -43,7 +46,8 @@ class NativeRuntime(Runtime):
             if needs.scratch or needs.volume_mib:
                 inst.tags["disk_backing"] = "host folder (bind mount)"
             argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                    binds + _ENTER_ROOT, str(self.context.image.root), AGENT_PATH, command]
+                    _READ_ONLY_ROOT + binds + _ENTER_ROOT, str(self.context.image.root),
+                    AGENT_PATH, command]
             inst.process = spawn(cgroup.enter_argv(argv))
             inst.lines = LineReader(pipe_chunks(inst.process), instance)
             inst.phases["startup.spawn_s"] = time.monotonic() - t0

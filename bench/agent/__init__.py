@@ -77,34 +77,26 @@ class LineReader:
 
     def wait_for(self, event: str, deadline: float) -> AgentLine:
         """Consume lines until the protocol event; lines before it stay in the transcript."""
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RuntimeFailure(f"timed out waiting for CVBENCH {event}{self._tail()}")
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise RuntimeFailure(f"output ended before CVBENCH {event}{self._tail()}")
-            self.transcript.append(line)
-            if line.event and line.event[0] == event:
-                return line
+        return self._wait(lambda line: bool(line.event) and line.event[0] == event,
+                          f"CVBENCH {event}", deadline)
 
     def wait_for_text(self, text: str, deadline: float) -> AgentLine:
         """Consume lines until one holds text (a workload's own marker between READY and DONE)."""
+        return self._wait(lambda line: text in line.text, repr(text), deadline)
+
+    def _wait(self, matches, what: str, deadline: float) -> AgentLine:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise RuntimeFailure(f"timed out waiting for {text!r}{self._tail()}")
+                raise RuntimeFailure(f"timed out waiting for {what}{self._tail()}")
             try:
                 line = self._queue.get(timeout=remaining)
             except queue.Empty:
                 continue
             if line is None:
-                raise RuntimeFailure(f"output ended before {text!r}{self._tail()}")
+                raise RuntimeFailure(f"output ended before {what}{self._tail()}")
             self.transcript.append(line)
-            if text in line.text:
+            if matches(line):
                 return line
 
     def drain(self, timeout: float = 2.0) -> str:

@@ -24,7 +24,9 @@ def bench(session):
     session.install("-e", ".")
     _setup_host(session)
     args = session.posargs or ["scenarios/default.toml"]
-    session.run("cvbench", "run", *args)
+    # Exit 1 means some cells failed: they are recorded and shown in the report, which was
+    # still written; only a run that could not happen (2) or was interrupted fails here.
+    session.run("cvbench", "run", *args, success_codes=[0, 1])
 
 
 @nox.session

@@ -26,6 +26,7 @@ from bench.toolparsers import (
     parse_sysbench_memory,
 )
 
+
 __all__ = ["CATALOGUE", "NO_NEEDS", "Metric", "Needs", "Workload", "parse_sysbench_cpu"]
 
 #: Where the disk workload writes, per target: the instance's own root (container
@@ -152,6 +153,11 @@ def _redis_rounds(p: dict) -> list[str]:
             f"-c {p['clients']} --csv; redis-cli -h 127.0.0.1 -p {p['port']} shutdown nosave "
             ">/dev/null 2>&1"]
 
+def _redis_refused(output: str) -> bool:
+    """Refused only when it never connected (no CSV header): a reset mid-run is the
+    result's error, not a server to wait for."""
+    return '"test"' not in output and connection_refused(output)
+
 
 def _rr_rounds(p: dict) -> list[str]:
     return [f"timeout {p['client_timeout_s']} "
@@ -258,9 +264,7 @@ CATALOGUE: dict[str, Workload] = {
             command=_redis_command,
             host_rounds=_redis_rounds,
             parse_host=parse_redis_benchmark_csv,
-            # Refused only when it never connected (no CSV header): a reset mid-run is
-            # the result's error, not a server to wait for
-            refused=lambda output: '"test"' not in output and connection_refused(output),
+            refused=_redis_refused,
             main_metric=lambda p: "workload.get_ops_per_s",
             needs=lambda p: Needs(serves=True),
             params={
@@ -275,7 +279,7 @@ CATALOGUE: dict[str, Workload] = {
             command=_redis_command,
             host_rounds=_rr_rounds,
             parse_host=parse_redis_round_trip,
-            refused=lambda output: '"test"' not in output and connection_refused(output),
+            refused=_redis_refused,
             main_metric=lambda p: "workload.rtt_p50_s",
             needs=lambda p: Needs(serves=True),
             params={"requests": Param(int, 20_000, "round trips, one after the other",

@@ -158,6 +158,22 @@ class Runner:
         self.store.close()
         for failure in self.cleanup.run_all():
             print(f"cleanup: {failure}", file=sys.stderr)
+        self._sweep_containers()
+
+    def _sweep_containers(self) -> None:
+        """A create request cut short by Ctrl-C may still complete in the engine after its
+        instance was released: remove whatever carries this run's label."""
+        client = next((rt.client for rt in self.runtimes.values() if rt.kind == "docker"), None)
+        if client is None:
+            return
+        from bench.runtimes.docker import RUN_LABEL
+
+        try:
+            for container in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={self.run_id}"}):
+                container.remove(force=True)
+                print(f"cleanup: removed late container {container.name}", file=sys.stderr)
+        except Exception as exc:  # the engine went away: doctor --clean can finish the job
+            print(f"cleanup: could not sweep containers: {exc}", file=sys.stderr)
 
     def _usable_runtimes(self) -> dict[str, Runtime]:
         usable = {}

@@ -38,6 +38,7 @@ def docker_client():
 
 @dataclass
 class ContainerInstance(Instance):
+    client: object = None
     container: object = None
     shim_pid: int | None = None
 
@@ -54,11 +55,14 @@ class ContainerInstance(Instance):
     def close(self) -> None:
         import docker.errors
 
-        if self.container is not None:
-            try:
+        try:
+            if self.container is not None:
                 self.container.remove(force=True)
-            except docker.errors.NotFound:
-                pass
+            elif self.client is not None:
+                # Interrupted inside create: the engine may still have made it, by this name.
+                self.client.containers.get(self.name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
         if self.cgroup is not None and self.cgroup.exists():
             self.cgroup.remove()
         self.remove_scratch()
@@ -137,7 +141,7 @@ class DockerRuntime(Runtime):
     def launch(self, command: str, limits: Limits, instance: str, needs: Needs = NO_NEEDS,
                port: int | None = None) -> ContainerInstance:
         t0 = time.monotonic()
-        inst = self._register(ContainerInstance(name=instance, t_launch=t0))
+        inst = self._register(ContainerInstance(name=instance, t_launch=t0, client=self.client))
         with self._launching(inst):
             oci_runtime, network, ports = self.options["oci_runtime"], self.options["network"], {}
             if needs.serves:

@@ -62,8 +62,7 @@ def _one(runner, spec, rep: int, size: int) -> list:
     runtime = runner.runtimes[spec.name]
     touch = touch_mib(size, scenario.touch_mib)
     tags = {"cpus": scenario.cpus, "memory_mib": size, "touch_mib": touch, **runtime.tags()}
-    runner._seq += 1
-    name = f"cvbench-{runner.run_id.lower()}-{runner._seq}"
+    name = runner.instance_name()
     out = []
 
     def rec(metric, value, unit, phase=None, error=None):

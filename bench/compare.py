@@ -19,6 +19,7 @@ from scipy.stats import mannwhitneyu
 from bench import stats
 from bench.errors import UserError
 from bench.params import Param
+from bench.results import aggressor_column
 
 LOWER_IS_BETTER = ("startup.", "mem.", "cpu.")
 # Costs per unit of work: less is better, though their names end in neither _s nor _bytes
@@ -110,8 +111,11 @@ class Change:
 
 def _values(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[str, list[float]]]:
     rows = frame[~frame["warmup"].eq(True) & frame["value"].notna()]
+    # A victim beside an aggressor is another cell than the victim alone
+    aggressor = aggressor_column(rows)
+    cells = rows["cell"] + aggressor.map(lambda name: f" beside {name}" if name else "")
     return {key: (group["unit"].iloc[0], group["value"].tolist())
-            for key, group in rows.groupby(["cell", "metric"], sort=False)}
+            for key, group in rows.groupby([cells, rows["metric"]], sort=False)}
 
 
 def compare_frames(base: pd.DataFrame, new: pd.DataFrame, thresholds: Thresholds) -> list[Change]:

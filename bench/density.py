@@ -142,7 +142,7 @@ class Density:
 
     def concurrent(self, n: int, rep: int) -> None:
         self.check_floor(n, n, 0)
-        names = [self.next_name() for _ in range(n)]
+        names = [self.runner.instance_name() for _ in range(n)]
         results: list = [None] * n
         go = threading.Event()
 
@@ -181,13 +181,9 @@ class Density:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def next_name(self) -> str:
-        self.runner._seq += 1
-        return f"cvbench-{self.runner.run_id.lower()}-{self.runner._seq}"
-
     def launch_ready(self, name: str | None = None):
         """Launch one idle instance and wait for READY: (instance, ready seconds, READY time)."""
-        inst = self.runtime.launch(IDLE_COMMAND, self.limits, name or self.next_name())
+        inst = self.runtime.launch(IDLE_COMMAND, self.limits, name or self.runner.instance_name())
         ready = inst.lines.wait_for("READY", inst.t_launch + self.runner.scenario.timeout_s)
         return inst, ready.t - inst.t_launch, ready.t
 

@@ -1,4 +1,4 @@
-"""What the density, storage and allocation drivers share: their steps and records, host
+"""What the density, storage, allocation and isolation drivers share: their steps and records, host
 memory, disk usage. Each driver is its own module; Runner picks one by the scenario's mode."""
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ def driver(mode: str):
     if mode == "allocation":
         from bench.allocation import run_allocation
         return run_allocation
+    if mode == "isolation":
+        from bench.isolation import run_isolation
+        return run_isolation
     raise ValueError(f"no driver for mode {mode!r}")
 
 

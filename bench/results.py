@@ -95,6 +95,14 @@ def load_frame(directory: Path):
     return frame
 
 
+def aggressor_column(frame):
+    """Per record, the aggressor it was measured beside ("" alone, isolation scenarios)."""
+    if "tag.aggressor" not in frame:
+        return frame.index.to_series().map(lambda _: "")
+    tag = frame["tag.aggressor"].fillna("").astype(str)
+    return tag.where(tag != "none", "")
+
+
 def write_environment(directory: Path, environment: dict) -> None:
     path = Path(directory) / ENVIRONMENT
     path.write_text(json.dumps(environment, indent=2, sort_keys=True, default=str) + "\n")

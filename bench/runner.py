@@ -7,6 +7,7 @@ import shutil
 import socket
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,6 +59,36 @@ def plan(scenario: Scenario) -> list[Step]:
     rounds = max(totals, default=0)
     return [Step(c, i, i < scenario.warmup) for i in range(rounds)
             for c, n in zip(cells, totals) if i < n]
+
+
+def step_label(step: Step, suffix: str = "") -> str:
+    return f"{step.cell.name}{suffix} rep {step.rep}" + (" (warm-up)" if step.warmup else "")
+
+
+class ProgressBar:
+    """What a long run shows: the step going on, a line per step done, how far it is."""
+
+    def __init__(self, progress, task):
+        self.progress, self.task = progress, task
+
+    def start(self, label: str) -> None:
+        self.progress.update(self.task, description=label)
+
+    def done(self, line: str) -> None:
+        self.progress.console.print(line)
+        self.progress.advance(self.task)
+
+
+@contextmanager
+def progress_bar(total: int):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    # soft_wrap: a step's line stays one line in a log, whatever the terminal's width
+    with Progress(*columns, console=Console(soft_wrap=True), transient=False) as progress:
+        yield ProgressBar(progress, progress.add_task("starting", total=total))
 
 
 def run_is_live(run_id: str) -> bool:
@@ -204,41 +235,40 @@ class Runner:
                                                     None, "s", error=self.unusable[spec.name])])
 
     def _measure_all(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        if self.scenario.mode != "cells":  # density, storage, allocation: their own driver
+        if self.scenario.mode != "cells":  # density, storage, allocation, isolation
             from bench.modes import driver
 
             return driver(self.scenario.mode)(self)
         steps = [s for s in plan(self.scenario) if s.cell.runtime.name in self.runtimes]
         print(f"run {self.run_id}: {len(steps)} instances of {self.scenario.name} "
               f"-> {self.out_dir}", flush=True)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())
-        with Progress(*columns, transient=False) as progress:
-            task = progress.add_task("starting", total=len(steps))
+        with progress_bar(len(steps)) as bar:
             for step in steps:
-                label = f"{step.cell.name} rep {step.rep}" + (" (warm-up)" if step.warmup else "")
-                progress.update(task, description=label)
-                records = self.measure(step)
-                progress.console.print(self._summary_line(label, records))
-                progress.advance(task)
+                label = step_label(step)
+                bar.start(label)
+                bar.done(self._summary_line(label, self.measure(step)))
 
     # -- one instance -------------------------------------------------------------
 
-    def measure(self, step: Step) -> list[Record]:
-        """Launch one instance, measure it, release it; its records are stored before return."""
-        records = self._measure(self.runtimes[step.cell.runtime.name], step)
+    def instance_name(self) -> str:
+        """A name no other instance of any run has: engines and cleanup find it by that."""
+        self._seq += 1
+        return f"cvbench-{self.run_id.lower()}-{self._seq}"
+
+    def measure(self, step: Step, tags: dict | None = None) -> list[Record]:
+        """Launch one instance, measure it, release it; its records (with tags added to
+        each) are stored before return."""
+        records = self._measure(self.runtimes[step.cell.runtime.name], step, tags or {})
         self.store.append(records)
         return records
 
-    def _measure(self, runtime: Runtime, step: Step) -> list[Record]:
+    def _measure(self, runtime: Runtime, step: Step, extra_tags: dict) -> list[Record]:
         scenario, cell = self.scenario, step.cell
         workload = CATALOGUE[cell.workload.workload]
         params = workload.resolve(cell.workload.params, quick=scenario.quick)
         needs = workload.needs(params)
         tags = {"cpus": scenario.cpus, "memory_mib": scenario.memory_mib, **runtime.tags(),
-                **{f"param.{k}": v for k, v in params.items()}}
+                **{f"param.{k}": v for k, v in params.items()}, **extra_tags}
         if main := workload.main_metric(params):
             tags["main_metric"] = main
         if why := runtime.unsupported(needs):
@@ -250,8 +280,7 @@ class Runner:
             port = free_port()
             params = dict(params, port=port, bind=runtime.serve_bind())
             tags["net_path"] = runtime.net_path()
-        self._seq += 1
-        name = f"cvbench-{self.run_id.lower()}-{self._seq}"
+        name = self.instance_name()
         limits = Limits(scenario.cpus, scenario.memory_mib)
         is_docker = runtime.kind == "docker"
         values: list[tuple[str, float | None, str, str | None]] = []

@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench.aggressors import AGGRESSORS, NONE
 from bench.errors import UserError
 from bench.params import Param
 from bench.workloads import CATALOGUE
@@ -25,11 +26,19 @@ TOP_LEVEL = {
     "sample_hz": Param(float, 10.0, "memory/CPU sampling rate"),
     "allow_partial": Param(bool, True, "run the usable runtimes when others are not"),
     "mode": Param(str, "cells", "which driver runs the scenario: cells (workload x runtime), "
-                  "density, storage or allocation", choices=("cells", "density", "storage", "allocation")),
+                  "density, storage, allocation or isolation (the workloads are the victims)",
+                  choices=("cells", "density", "storage", "allocation", "isolation")),
     "counts": Param(list, [1, 2, 4], "density: how many idle instances to start at once, per step"),
-    "memory_floor_mib": Param(int, 2048, "density: stop before host MemAvailable falls below this"),
+    "memory_floor_mib": Param(int, 2048, "density, isolation: stop before host MemAvailable "
+                              "falls below this"),
     "memory_sizes_mib": Param(list, [256, 512, 1024], "allocation: memory each instance is given"),
     "touch_mib": Param(int, 200, "allocation: memory the guest touches and frees"),
+    "aggressors": Param(list, list(AGGRESSORS), "isolation: the neighbours each victim runs "
+                        f"beside, of {', '.join(AGGRESSORS)} (none, the victim alone, always runs)"),
+    "aggressor_cpus": Param(float, 1.0, "isolation: the aggressor's CPU quota"),
+    "aggressor_memory_mib": Param(int, 512, "isolation: the aggressor's memory limit"),
+    "aggressor_pids": Param(int, 256, "isolation: the aggressor's process limit"),
+    "aggressor_warmup_s": Param(float, 2.0, "isolation: the aggressor runs this long before the victim starts"),
 }
 
 
@@ -73,6 +82,11 @@ class Scenario:
     memory_floor_mib: int = 2048
     memory_sizes_mib: tuple = (256, 512, 1024)
     touch_mib: int = 200
+    aggressors: tuple = tuple(AGGRESSORS)
+    aggressor_cpus: float = 1.0
+    aggressor_memory_mib: int = 512
+    aggressor_pids: int = 256
+    aggressor_warmup_s: float = 2.0
 
     def with_overrides(self, reps=None, runtimes=None, quick=False) -> "Scenario":
         """Command-line overrides: --reps, --runtimes a,b, --quick (1 rep, no warm-up, short sizes)."""
@@ -150,6 +164,15 @@ def load_scenario(path: str | Path) -> Scenario:
                                  for v in values):
             raise UserError(f"{file}: {key}: expected a list of positive integers, got {values!r}")
         settings[key] = tuple(values)
+    unknown = [a for a in settings["aggressors"] if a not in AGGRESSORS]
+    if unknown:
+        raise UserError(f"{file}: aggressors: unknown aggressor {unknown[0]!r}",
+                        fix=f"choose from {', '.join(AGGRESSORS)}")
+    # The victim alone first: the reference every degradation is taken against
+    settings["aggressors"] = (NONE, *dict.fromkeys(a for a in settings["aggressors"] if a != NONE))
+    for key in ("aggressor_cpus", "aggressor_memory_mib", "aggressor_pids"):
+        if settings[key] <= 0:
+            raise UserError(f"{file}: {key}: must be positive, got {settings[key]}")
 
     runtimes = []
     for name, table in _tables(file, data, "runtimes").items():
@@ -166,7 +189,8 @@ def load_scenario(path: str | Path) -> Scenario:
 
     workloads = []
     # The density, storage and allocation drivers build their own guest commands.
-    tables = _tables(file, data, "workloads") if settings["mode"] == "cells" or "workloads" in data else {}
+    with_workloads = settings["mode"] in ("cells", "isolation") or "workloads" in data
+    tables = _tables(file, data, "workloads") if with_workloads else {}
     for name, table in tables.items():
         base = table.get("workload", name)
         if base not in CATALOGUE:

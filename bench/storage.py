@@ -167,8 +167,7 @@ def _one_instance(runner, spec, rep: int, guest_path: str, base_tags: dict) -> l
                 rec("storage.first_write_s", None, "s", why),
                 rec("storage.second_write_s", None, "s", why)]
     tags["layer"] = "qcow2 overlay" if spec.kind == "qemu" else "overlay2 upper dir"
-    runner._seq += 1
-    name = f"cvbench-{runner.run_id.lower()}-{runner._seq}"
+    name = runner.instance_name()
     inst = None
     values = []
     try:

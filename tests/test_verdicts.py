@@ -146,13 +146,21 @@ def test_allocation_and_isolation_on_synthetic_scenarios():
     assert "emulat" in verdict.reason and any("MiB of PSS per MiB given" in n
                                               for n in verdict.notes)
 
-    metric = verdicts.VICTIM_METRIC
-    isolation = pd.DataFrame(
-        rows("runc", "docker", metric, [1000, 1010, 990], "cpu", aggressor=None)
-        + rows("runc", "docker", metric, [600, 610, 590], "cpu", aggressor="stress")
-        + rows("qemu", "qemu", metric, [1000, 1010, 990], "cpu", aggressor=None)
-        + rows("qemu", "qemu", metric, [950, 960, 955], "cpu", aggressor="stress"))
-    assert verdicts.isolation_verdict(isolation, emulated=set()).status == SUPPORTED
+    metric = "workload.events_per_s"
+
+    def victim(runtime, kind, alone, beside):
+        return (rows(runtime, kind, metric, alone, "cpu", aggressor="none", main_metric=metric)
+                + rows(runtime, kind, metric, beside, "cpu", aggressor="cpu", main_metric=metric))
+
+    isolation = pd.DataFrame(victim("runc", "docker", [1000, 1010, 990], [600, 610, 590])
+                             + victim("qemu", "qemu", [1000, 1010, 990], [950, 960, 955]))
+    verdict = verdicts.isolation_verdict(isolation, emulated={"qemu"})
+    assert verdict.status == SUPPORTED, verdict
+    assert verdict.notes == ("VM lost less: cpu beside cpu: qemu (emulated) 5% [3, 6] vs runc 40% "
+                             "[38, 42] lost",)
+    reversed_ = pd.DataFrame(victim("runc", "docker", [1000, 1010, 990], [950, 960, 955])
+                             + victim("qemu", "qemu", [1000, 1010, 990], [600, 610, 590]))
+    assert verdicts.isolation_verdict(reversed_, emulated=set()).status == CONTRADICTED
 
 
 def test_verdicts_table_has_one_row_per_claim(smoke):

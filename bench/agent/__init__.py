@@ -99,6 +99,19 @@ class LineReader:
             if matches(line):
                 return line
 
+    def finished(self) -> bool:
+        """Whether the instance is done (DONE printed, or its output ended), without waiting."""
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                self._queue.put(None)  # the end stays visible to later waits
+                return True
+            self.transcript.append(line)
+        return any(line.event and line.event[0] == "DONE" for line in self.transcript)
+
     def drain(self, timeout: float = 2.0) -> str:
         """Whatever output is left once the instance died (for error messages)."""
         deadline = time.monotonic() + timeout

@@ -9,7 +9,7 @@
 # (PID 1, no arguments): it mounts the pseudo file systems, reads the workload
 # from the kernel command line (cvbench.cmd=<base64>) and powers off at the end.
 # cvbench.net=1 asks for the network (QEMU user networking), cvbench.volume=1 for
-# the extra disk /dev/vdb mounted on /mnt/volume.
+# the extra disk /dev/vdb mounted on /mnt/volume, cvbench.pids=N for a process limit.
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
@@ -25,6 +25,7 @@ if [ "$#" -eq 0 ]; then
             cvbench.cmd=*) encoded="${word#cvbench.cmd=}" ;;
             cvbench.net=1) net=1 ;;
             cvbench.volume=1) volume=1 ;;
+            cvbench.pids=*) pids="${word#cvbench.pids=}" ;;
         esac
     done
     cmd=$(printf '%s' "$encoded" | base64 -d)
@@ -44,6 +45,15 @@ if [ "$#" -eq 0 ]; then
         busybox ip link set "$nic" up
         busybox ip addr add 10.0.2.15/24 dev "$nic"
         busybox ip route add default via 10.0.2.2
+    fi
+    if [ -n "$pids" ]; then
+        # The same process limit a container gets, kept by the guest's kernel: the
+        # workload runs in a pids cgroup of its own.
+        mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+        echo +pids >/sys/fs/cgroup/cgroup.subtree_control
+        mkdir -p /sys/fs/cgroup/workload
+        echo "$pids" >/sys/fs/cgroup/workload/pids.max
+        echo $$ >/sys/fs/cgroup/workload/cgroup.procs
     fi
     if [ -n "$volume" ]; then
         mkdir -p /mnt/volume

@@ -64,7 +64,7 @@ class Cgroup:
 
     @classmethod
     def create(cls, relpath: str, cpus: float | None = None, memory_bytes: int | None = None,
-               root: Path = ROOT) -> "Cgroup":
+               pids: int | None = None, root: Path = ROOT) -> "Cgroup":
         version = cgroup_version(root)
         if version == 2:
             _enable_v2_controllers(root, relpath)
@@ -74,7 +74,7 @@ class Cgroup:
         for d in dirs.values():
             d.mkdir(parents=True, exist_ok=True)
         group = cls(version, dirs)
-        group.limit(cpus, memory_bytes)
+        group.limit(cpus, memory_bytes, pids)
         return group
 
     @classmethod
@@ -84,7 +84,7 @@ class Cgroup:
             return cls(2, {"": root / paths[""].lstrip("/")})
         return cls(1, {c: root / c / paths[c].lstrip("/") for c in V1_CONTROLLERS if c in paths})
 
-    def limit(self, cpus: float | None, memory_bytes: int | None) -> None:
+    def limit(self, cpus: float | None, memory_bytes: int | None, pids: int | None = None) -> None:
         if cpus:
             quota = int(cpus * CFS_PERIOD_US)
             if self.version == 2:
@@ -97,6 +97,8 @@ class Cgroup:
                 self._write("", "memory.max", str(memory_bytes))
             else:
                 self._write("memory", "memory.limit_in_bytes", str(memory_bytes))
+        if pids:
+            self._write("" if self.version == 2 else "pids", "pids.max", str(pids))
 
     def enter_argv(self, argv: list[str]) -> list[str]:
         """argv wrapped so the process joins this cgroup before it execs the real program."""
@@ -125,6 +127,14 @@ class Cgroup:
             return parse_keyed(self._read("", "cpu.stat"))["usage_usec"] / 1e6
         return int(self._read("cpuacct", "cpuacct.usage")) / 1e9
 
+    def oom_kills(self) -> int | None:
+        """Processes the OOM killer killed in this cgroup (None where the kernel keeps no count)."""
+        if self.version == 2:
+            text = self._read("", "memory.events", missing_ok=True)
+        else:
+            text = self._read("memory", "memory.oom_control", missing_ok=True)
+        return parse_keyed(text).get("oom_kill") if text else None
+
     def pids(self) -> list[int]:
         """Every process in this cgroup and the cgroups below it."""
         key = "" if self.version == 2 else "pids" if "pids" in self.dirs else next(iter(self.dirs))
@@ -143,6 +153,11 @@ class Cgroup:
         """Kill what is left inside, then remove the directories, deepest first."""
         deadline = time.monotonic() + timeout
         while True:
+            if self.version == 2:
+                try:  # Linux 5.14+: one write kills the whole tree, even a fork bomb
+                    (self.dirs[""] / "cgroup.kill").write_text("1")
+                except OSError:
+                    pass  # an older kernel, or gone already: the loop below does it
             for pid in self.pids():
                 try:
                     os.kill(pid, signal.SIGKILL)

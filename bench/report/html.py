@@ -29,7 +29,7 @@ from bench.report.data import (
     memory_workload,
     runtime_label,
 )
-from bench.results import load_frame, read_environment
+from bench.results import aggressor_column, load_frame, read_environment
 
 REPORT = "report.html"
 FIGURES_DIR = "figures"
@@ -79,9 +79,13 @@ def build_report(directory: Path) -> Path:
     directory = Path(directory)
     frame = complete(load_frame(directory))
     environment = read_environment(directory)
-    drawn = draw_figures(frame, directory / FIGURES_DIR)
-    context = page_context(frame, environment, drawn)
-    context["workloads"] = workload_sections(frame, context, directory / FIGURES_DIR)
+    # Victims beside an aggressor have the isolation section; every other view shows
+    # instances that ran alone.
+    alone = frame[aggressor_column(frame) == ""]
+    drawn = draw_figures(alone, directory / FIGURES_DIR)
+    context = page_context(alone, environment, drawn)
+    context["verdicts"] = verdicts.all_verdicts(frame, environment)  # isolation needs both
+    context["workloads"] = workload_sections(alone, context, directory / FIGURES_DIR)
     context["sections"] = sharing.sections(frame, directory / FIGURES_DIR, environment)
     template = Environment(loader=FileSystemLoader(TEMPLATES),
                            autoescape=select_autoescape(["html"])).get_template(REPORT)
@@ -127,7 +131,6 @@ def page_context(frame: pd.DataFrame, environment: dict, drawn: list[dict]) -> d
     emulated = emulated_runtimes(frame, environment)
     baseline = baseline_runtime(frame)
     return {
-        "verdicts": verdicts.all_verdicts(frame, environment),
         "run": environment.get("run") or _first(frame["run"]) or "unknown run",
         "scenario": environment.get("scenario") or _first(frame["scenario"]) or "unknown",
         "status": run_status(frame, environment),

@@ -1,4 +1,4 @@
-"""Report sections of the storage, density and allocation scenarios: a figure each and a
+"""Report sections of the storage, density, allocation and isolation scenarios: a figure each and a
 one-line finding computed from the records. Nothing here measures."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench import stats
+from bench.report import isolation
 from bench.report.data import MiB, emulated_runtimes, in_order, metric_values, runtime_label
 
 DPI = 110
@@ -25,6 +26,7 @@ def sections(frame: pd.DataFrame, folder: Path, environment: dict | None = None)
         ("Density", density_finding, density_figure, "density.png", DENSITY_CAPTION),
         ("Allocation", allocation_finding, allocation_figure, "allocation.png",
          ALLOCATION_CAPTION),
+        ("Isolation", isolation.finding, isolation.figure, "isolation.png", isolation.CAPTION),
     ):
         text = finding(frame, emulated)
         if text is None:

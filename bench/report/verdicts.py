@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
+from bench.report import isolation
+from bench.results import aggressor_column
 from bench.report.data import (
     MiB,
     complete,
@@ -39,8 +41,6 @@ OWN_KERNEL_OCI_RUNTIMES = ("runsc", "kata")
 
 EMULATED_NOTE = "VM emulated: the VM side measures emulation (QEMU TCG), not a VM on KVM."
 PSS_VIEW = "PSS of the instance's host processes, shims, sandbox and VMM included"
-# Throughput of the victim: higher is better, so with-aggressor / alone below 1 is a loss.
-VICTIM_METRIC = "workload.events_per_s"
 BASE_SCENARIOS = "scenarios/smoke.toml or scenarios/default.toml"
 
 
@@ -83,14 +83,15 @@ def all_verdicts(frame: pd.DataFrame, environment: dict | None = None) -> list[V
     frame = complete(frame)
     environment = environment or {}
     emulated = emulated_runtimes(frame, environment)
+    alone = frame[aggressor_column(frame) == ""]  # all but isolation: instances that ran alone
     return [
-        startup_verdict(frame, emulated),
-        memory_verdict(frame, emulated),
-        cpu_verdict(frame, emulated),
-        kernel_verdict(frame, environment),
-        allocation_verdict(frame, emulated),
+        startup_verdict(alone, emulated),
+        memory_verdict(alone, emulated),
+        cpu_verdict(alone, emulated),
+        kernel_verdict(alone, environment),
+        allocation_verdict(alone, emulated),
         isolation_verdict(frame, emulated),
-        storage_verdict(frame),
+        storage_verdict(alone),
     ]
 
 
@@ -360,47 +361,39 @@ def _slope_note(rows: pd.DataFrame, runtime: str, sizes: list) -> str:
 
 
 def isolation_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
-    """The victim's throughput with an aggressor over alone; a VM should keep more of it.
-
-    Records measured next to an aggressor carry tag aggressor (its name); the victim's
-    records without it (or with "none") are the same cell alone.
-    """
+    """Per victim and aggressor, a VM's loss beside the aggressor against each container's
+    (report/isolation.py). Supported where some VM loses less than a container with the two
+    95% CIs apart and no container loses less than a VM that way; contradicted the other
+    way round; inconclusive when the intervals overlap everywhere or point both ways."""
     claim = "VMs isolate better against noisy neighbours"
-    rows = _metric_rows(frame, VICTIM_METRIC)
-    if "tag.aggressor" not in rows or not _with_aggressor(rows).any():
-        return Verdict(claim, NOT_MEASURED, "not measured (scenarios/isolation.toml).")
-    degradation = {}  # runtime -> victim with aggressor / alone
-    for runtime in _runtimes_of(rows, CONTAINER_KINDS + VM_KINDS):
-        mine = rows[rows["runtime"] == runtime]
-        beside, alone = mine[_with_aggressor(mine)], mine[~_with_aggressor(mine)]
-        if not beside.empty and not alone.empty:
-            label = runtime_label(runtime, emulated)
-            degradation[runtime] = _compare(beside["value"], alone["value"],
-                                            f"{label} with aggressor", f"{label} alone",
-                                            VICTIM_METRIC, "victim")
-    containers = [r for r in _runtimes_of(rows, CONTAINER_KINDS) if r in degradation]
-    vms = [r for r in _runtimes_of(rows, VM_KINDS) if r in degradation]
+    found = isolation.losses(frame)
+    kinds = dict(zip(frame["runtime"], frame["kind"]))
+    containers = [x for x in found if kinds.get(x.runtime) in CONTAINER_KINDS]
+    vms = [x for x in found if kinds.get(x.runtime) in VM_KINDS]
     if not containers or not vms:
         return Verdict(claim, NOT_MEASURED, "not measured: needs a container and a VM victim, "
                        "each alone and beside an aggressor (scenarios/isolation.toml).")
-    comparisons = tuple(degradation[r] for r in containers + vms)
-    c_ratio = {r: degradation[r].ratio for r in containers}
-    v_ratio = {r: degradation[r].ratio for r in vms}
-    lowest_vm = min(v.ci_low for v in v_ratio.values())
-    if all(c.ci_high < 1 and c.ci_high < lowest_vm for c in c_ratio.values()):
-        status, reason = SUPPORTED, ("every container loses throughput beside the aggressor (CI "
-                                     "below 1), and more than any VM.")
-    elif any(c.ci_low > v.ci_high for c in c_ratio.values() for v in v_ratio.values()):
-        status, reason = CONTRADICTED, "a container keeps more of its throughput than a VM."
+    vm_better, container_better = [], []
+    for vm in vms:
+        for box in (x for x in containers if (x.victim, x.aggressor) == (vm.victim, vm.aggressor)):
+            pair = (f"{vm.victim} beside {vm.aggressor}: {vm.describe(emulated)} vs "
+                    f"{box.describe(emulated)} lost")
+            if vm.high < box.low:
+                vm_better.append(pair)
+            elif box.high < vm.low:
+                container_better.append(pair)
+    if vm_better and not container_better:
+        status, reason = SUPPORTED, "where the losses differ (95% CIs apart), the VM lost less."
+    elif container_better and not vm_better:
+        status, reason = CONTRADICTED, "where the losses differ (95% CIs apart), a container lost less."
+    elif vm_better:
+        status, reason = INCONCLUSIVE, "the VM lost less beside some aggressors, more beside others."
     else:
-        status, reason = INCONCLUSIVE, ("measured, but the 95% CIs of the degradation ratios do "
-                                        "not separate VMs from containers.")
-    return Verdict(claim, status, _with_emulation(reason, rows, emulated), comparisons)
-
-
-def _with_aggressor(rows: pd.DataFrame) -> pd.Series:
-    tag = rows["tag.aggressor"]
-    return tag.notna() & ~tag.astype(str).isin(["", "none"])
+        status, reason = INCONCLUSIVE, "measured, but no VM and container loss differ beyond their 95% CIs."
+    notes = tuple(f"VM lost less: {p}" for p in vm_better) + \
+        tuple(f"container lost less: {p}" for p in container_better)
+    rows = frame[frame["runtime"].isin({x.runtime for x in found})]
+    return Verdict(claim, status, _with_emulation(reason, rows, emulated), notes=notes)
 
 
 # -- g: storage --------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ MiB = 1024 * 1024
 class Limits:
     cpus: float
     memory_mib: int
+    pids: int | None = None  # processes (and threads) the instance may have on the host
 
 
 @dataclass

@@ -180,6 +180,7 @@ class DockerRuntime(Runtime):
                 nano_cpus=int(limits.cpus * 1e9),
                 mem_limit=limits.memory_mib * 1024 * 1024,
                 memswap_limit=limits.memory_mib * 1024 * 1024,
+                pids_limit=limits.pids,
                 cgroup_parent=parent,
                 detach=True,
             )

@@ -33,7 +33,7 @@ class NativeRuntime(Runtime):
                port: int | None = None) -> ProcessInstance:
         t0 = time.monotonic()
         cgroup = Cgroup.create(self.context.cgroup_path(instance), limits.cpus,
-                               limits.memory_mib * MiB)
+                               limits.memory_mib * MiB, limits.pids)
         inst = self._register(ProcessInstance(name=instance, t_launch=t0, cgroup=cgroup))
         with self._launching(inst):
             binds = ""

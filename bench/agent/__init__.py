@@ -101,6 +101,8 @@ class LineReader:
 
     def finished(self) -> bool:
         """Whether the instance is done (DONE printed, or its output ended), without waiting."""
+        if not self._thread.is_alive():
+            return True
         while True:
             try:
                 line = self._queue.get_nowait()

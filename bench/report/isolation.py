@@ -23,7 +23,8 @@ CAPTION = (
     "What the victim lost beside each aggressor, in percent of its median alone (the workload's "
     "main metric; a loss is lower throughput or higher latency), median with the bootstrap 95% "
     "CI, per runtime. Aggressor and victim are sibling instances of the same runtime, each under "
-    "its own limits. Grey: the aggressor's instance died before the victim could run beside it.")
+    "its own limits. Grey: the aggressor's instance died before the victim could run beside it; "
+    "†: it died while the victim ran (the OOM killer, say), so the loss is a lower bound.")
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,21 @@ def losses(frame: pd.DataFrame) -> list[Loss]:
     return out
 
 
+BEFORE, DURING = "before the victim", "while the victim ran"
+
+
 def aggressor_deaths(frame: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """(runtime, aggressor) -> why no victim ran beside it: the aggressor died first."""
+    """(runtime, aggressor) -> when its instance died: BEFORE (no victim ran beside it; the
+    victim's record is skipped with the reason) or DURING (aggressor.running 0 after a victim)."""
+    deaths = {}
+    ended = frame[(frame["metric"] == "aggressor.running") & (frame["value"] == 0)]
+    for runtime, name in zip(ended["runtime"], aggressor_column(ended)):
+        deaths[(runtime, name)] = DURING
     rows = skipped(frame)
-    if rows.empty:
-        return {}
-    names = aggressor_column(rows)
-    return {(r, a): e for r, a, e in zip(rows["runtime"], names, rows["error"])
-            if a and "aggressor" in e}
+    for runtime, name, error in zip(rows["runtime"], aggressor_column(rows), rows["error"]):
+        if name and "aggressor" in error:
+            deaths[(runtime, name)] = BEFORE
+    return deaths
 
 
 def finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
@@ -94,12 +102,12 @@ def finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
                 worst[loss.runtime] = loss
         parts.append(f"beside its worst neighbour the {victim} victim lost " + ", ".join(
             f"{loss.describe(emulated)} ({loss.aggressor})" for loss in worst.values()))
-    died: dict[str, list[str]] = {}
-    for runtime, aggressor in deaths:
-        died.setdefault(runtime, []).append(aggressor)
-    for runtime, names in died.items():
-        parts.append(f"{runtime_label(runtime, emulated)}'s aggressor instance died under "
-                     f"{', '.join(names)} (its victims were not run beside it)")
+    died: dict[tuple[str, str], list[str]] = {}
+    for (runtime, aggressor), when in deaths.items():
+        died.setdefault((runtime, when), []).append(aggressor)
+    for (runtime, when), names in died.items():
+        parts.append(f"the {runtime_label(runtime, emulated)} aggressor instance died {when} "
+                     f"under {', '.join(names)}")
     return "; ".join(parts) + "."
 
 
@@ -124,10 +132,13 @@ def figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:
                     f"{loss.pct:.0f}%\n[{loss.low:.0f}, {loss.high:.0f}]", ha="center",
                     va="center", fontsize=8)
         image = ax.imshow(grid, cmap="RdYlGn_r", vmin=-worst, vmax=worst, aspect="auto")
-        for runtime, aggressor in deaths:
-            ax.add_patch(_grey(aggressors.index(aggressor), runtimes.index(runtime)))
-            ax.text(aggressors.index(aggressor), runtimes.index(runtime), "died", ha="center",
-                    va="center", fontsize=8)
+        for (runtime, aggressor), when in deaths.items():
+            x, y = aggressors.index(aggressor), runtimes.index(runtime)
+            if when == BEFORE:
+                ax.add_patch(_grey(x, y))
+                ax.text(x, y, "aggressor\ndied", ha="center", va="center", fontsize=8)
+            else:  # the loss beside it is shown, but it did not last the whole victim
+                ax.text(x + 0.45, y - 0.45, "†", ha="right", va="top", fontsize=9)
         ax.set_xticks(range(len(aggressors)), aggressors)
         ax.set_yticks(range(len(runtimes)), [runtime_label(r, emulated) for r in runtimes])
         metric = next((x.metric for x in found if x.victim == victim), "")

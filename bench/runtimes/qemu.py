@@ -56,7 +56,8 @@ class QemuRuntime(Runtime):
         "machine": Param(str, "pc", "QEMU machine type", choices=("pc", "microvm")),
         "accel": Param(str, "auto", "kvm, tcg (emulation) or auto: probe KVM, fall back to TCG",
                        choices=("auto", "kvm", "tcg")),
-        "memory_headroom_mib": Param(int, 256, "cgroup memory for QEMU itself beyond guest RAM"),
+        # TCG's translation cache alone was seen past 256 MiB with a guest that used all its RAM
+        "memory_headroom_mib": Param(int, 512, "cgroup memory for QEMU itself beyond guest RAM"),
         "probe_timeout_s": Param(float, 60.0, "how long auto waits for a KVM guest to boot"),
         # QEMU's default; "none" bypasses the host page cache, as production VMs often do
         "disk_cache": Param(str, "writeback", "cache mode of the VM's disks",

@@ -278,8 +278,8 @@ class Runner:
         port = None
         if needs.serves:
             port = free_port()
-            params = dict(params, port=port, bind=runtime.serve_bind())
-            tags["net_path"] = runtime.net_path()
+            params = dict(params, port=port, bind=runtime.serve_bind(needs))
+            tags["net_path"] = runtime.net_path(needs)
         name = self.instance_name()
         limits = Limits(scenario.cpus, scenario.memory_mib)
         is_docker = runtime.kind == "docker"
@@ -295,7 +295,7 @@ class Runner:
             sampler.sample()  # at least one sample, even for an instance that exits at once
             uptime, kernel = ready.fields[1], (ready.fields[2:] or [None])[0]
             tags["kernel_release"] = kernel
-            host_outputs = self._serve(workload, params, inst, deadline)
+            host_outputs = self._serve(workload, dict(params, address=inst.address), inst, deadline)
             if host_outputs is not None:
                 deadline = min(deadline, time.monotonic() + SERVER_EXIT_GRACE_S)
             done = inst.lines.wait_for("DONE", deadline)

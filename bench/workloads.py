@@ -39,6 +39,7 @@ class Needs:
     """What an instance must have beyond a root and the agent."""
 
     serves: bool = False  # a TCP port the host connects to
+    direct_net: bool = False  # reached without translation: host network, tap (not NAT)
     scratch: bool = False  # writes under /var/tmp: natively a scratch dir, not the shared root
     volume_mib: int = 0  # a host volume (bind mount, extra VM disk) of this size at /mnt/volume
 
@@ -132,7 +133,7 @@ def _net_command(p: dict) -> str:
 
 
 def _net_rounds(p: dict) -> list[str]:
-    client = f"iperf3 -c 127.0.0.1 -p {p['port']} -t {p['seconds']} -J"
+    client = f"iperf3 -c {p['address']} -p {p['port']} -t {p['seconds']} -J"
     return [client, client + " -R"]
 
 
@@ -149,9 +150,20 @@ def _redis_rounds(p: dict) -> list[str]:
     # timeout: with its connections reset (QEMU user networking, a starved guest)
     # redis-benchmark was seen spinning for minutes instead of exiting.
     return [f"timeout {p['client_timeout_s']} "
-            f"redis-benchmark -h 127.0.0.1 -p {p['port']} -t set,get -n {p['requests']} "
-            f"-c {p['clients']} --csv; redis-cli -h 127.0.0.1 -p {p['port']} shutdown nosave "
+            f"redis-benchmark -h {p['address']} -p {p['port']} -t set,get -n {p['requests']} "
+            f"-c {p['clients']} --csv; redis-cli -h {p['address']} -p {p['port']} shutdown nosave "
             ">/dev/null 2>&1"]
+
+# The network path from host to a serving instance: a dimension of every serving workload.
+PATH_PARAM = Param(str, "default", "network path from the host: default (the runtime's serving "
+                   "network: Docker bridge with a published port, QEMU user networking) or direct "
+                   "(no address translation: Docker host network, a QEMU tap device)",
+                   choices=("default", "direct"))
+
+
+def _serving(p: dict) -> Needs:
+    return Needs(serves=True, direct_net=p["path"] == "direct")
+
 
 def _redis_refused(output: str) -> bool:
     """Refused only when it never connected (no CSV header): a reset mid-run is the
@@ -161,8 +173,8 @@ def _redis_refused(output: str) -> bool:
 
 def _rr_rounds(p: dict) -> list[str]:
     return [f"timeout {p['client_timeout_s']} "
-            f"redis-benchmark -h 127.0.0.1 -p {p['port']} -t ping_inline -n {p['requests']} "
-            f"-c 1 --csv; redis-cli -h 127.0.0.1 -p {p['port']} shutdown nosave >/dev/null 2>&1"]
+            f"redis-benchmark -h {p['address']} -p {p['port']} -t ping_inline -n {p['requests']} "
+            f"-c 1 --csv; redis-cli -h {p['address']} -p {p['port']} shutdown nosave >/dev/null 2>&1"]
 
 
 CATALOGUE: dict[str, Workload] = {
@@ -255,8 +267,8 @@ CATALOGUE: dict[str, Workload] = {
             host_rounds=_net_rounds,
             parse_host=parse_iperf3_both,
             main_metric=lambda p: "workload.host_to_guest_bytes_per_s",
-            needs=lambda p: Needs(serves=True),
-            params={"seconds": Param(int, 5, "seconds per direction", quick=1)},
+            needs=_serving,
+            params={"seconds": Param(int, 5, "seconds per direction", quick=1), "path": PATH_PARAM},
         ),
         Workload(
             name="redis",
@@ -266,11 +278,12 @@ CATALOGUE: dict[str, Workload] = {
             parse_host=parse_redis_benchmark_csv,
             refused=_redis_refused,
             main_metric=lambda p: "workload.get_ops_per_s",
-            needs=lambda p: Needs(serves=True),
+            needs=_serving,
             params={
                 "requests": Param(int, 100_000, "requests per test (SET, GET)", quick=5000),
                 "clients": Param(int, 50, "parallel connections"),
                 "client_timeout_s": Param(int, 120, "the host client is stopped after this"),
+                "path": PATH_PARAM,
             },
         ),
         Workload(
@@ -281,10 +294,11 @@ CATALOGUE: dict[str, Workload] = {
             parse_host=parse_redis_round_trip,
             refused=_redis_refused,
             main_metric=lambda p: "workload.rtt_p50_s",
-            needs=lambda p: Needs(serves=True),
+            needs=_serving,
             params={"requests": Param(int, 20_000, "round trips, one after the other",
                                       quick=2000),
-                    "client_timeout_s": Param(int, 120, "the host client is stopped after this")},
+                    "client_timeout_s": Param(int, 120, "the host client is stopped after this"),
+                    "path": PATH_PARAM},
         ),
     ]
 }

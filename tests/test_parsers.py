@@ -1,5 +1,7 @@
 """Parsers against output captured from the real tools and kernels."""
 
+import time
+
 import pytest
 
 from bench.agent import AgentLine, kernel_cmdline_arg
@@ -77,3 +79,26 @@ def test_ready_line_carries_uptime_and_kernel():
 def test_kernel_cmdline_arg_is_one_word():
     arg = kernel_cmdline_arg("sysbench cpu --time=10 run; echo 'x y'")
     assert " " not in arg and arg.startswith("cvbench.cmd=")
+
+
+def test_line_reader_knows_when_an_instance_is_done_without_waiting():
+    import threading
+
+    from bench.agent import LineReader
+
+    gate = threading.Event()
+
+    def stream():
+        yield b"CVBENCH READY 0.1 6.1.0\nworking\n"
+        gate.wait(5)  # the instance runs on
+
+    running = LineReader(stream(), "t")
+    running.wait_for("READY", time.monotonic() + 5)
+    assert not running.finished()
+    gate.set()
+    ended = LineReader(iter([b"CVBENCH READY 0.1 6.1.0\n"]), "t")  # died: output ended, no DONE
+    ended.drain(1)  # an error message read the rest first
+    assert ended.finished() and ended.finished()
+    done = LineReader(iter([b"CVBENCH READY 0.1 6.1.0\nCVBENCH DONE 0\n"]), "t")
+    time.sleep(0.2)
+    assert done.finished()

@@ -59,6 +59,9 @@ def test_shipped_scenarios_load(shipped):
      "runtimes.runc.network"),
     (GOOD.replace('reps = 2', 'reps = 0'), "reps"),
     (GOOD.replace('[workloads.noop]', 'workloads = 3\n[workloads.noop]'), ""),
+    (GOOD.replace('reps = 2', 'reps = 2\nmode = "isolation"\naggressors = ["cpu", "hammer"]'),
+     "aggressors: unknown aggressor 'hammer'"),
+    (GOOD.replace('reps = 2', 'reps = 2\naggressor_pids = 0'), "aggressor_pids"),
 ])
 def test_bad_scenarios_name_file_and_key(tmp_path, change, key):
     path = write(tmp_path, change)
@@ -115,3 +118,10 @@ def test_workload_reps_of_its_own(tmp_path):
     assert len(plan(s.with_overrides(reps=1))) == 2 * 2 * 2
     with pytest.raises(UserError, match=r"workloads.cpu-2.reps"):
         load_scenario(write(tmp_path, GOOD.replace("threads = 2", "threads = 2\nreps = 0")))
+
+
+def test_isolation_runs_the_victim_alone_first(tmp_path):
+    s = load_scenario(write(tmp_path, GOOD.replace(
+        'reps = 2', 'reps = 2\nmode = "isolation"\naggressors = ["memhog", "cpu", "none", "cpu"]')))
+    assert s.aggressors == ("none", "memhog", "cpu")
+    assert [w.name for w in s.workloads] == ["noop", "cpu-2"]  # the victims

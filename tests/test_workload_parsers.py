@@ -152,16 +152,18 @@ def test_disk_command_and_needs():
 
 def test_serving_workloads_bind_and_rounds():
     net, redis = CATALOGUE["net"], CATALOGUE["redis"]
-    params = dict(net.resolve({}, quick=True), port=5555, bind="127.0.0.1")
+    params = dict(net.resolve({}, quick=True), port=5555, bind="127.0.0.1", address="127.0.0.1")
     assert "iperf3 -s -1 -B 127.0.0.1 -p 5555" in net.command(params)
     assert "CVBENCH SERVING 5555" in net.command(params)
     assert net.host_rounds(params) == ["iperf3 -c 127.0.0.1 -p 5555 -t 1 -J",
                                        "iperf3 -c 127.0.0.1 -p 5555 -t 1 -J -R"]
-    assert net.needs(params).serves
-    params = dict(redis.resolve({}), port=6000, bind="0.0.0.0")
+    assert net.needs(params).serves and not net.needs(params).direct_net
+    params = dict(redis.resolve({"path": "direct"}), port=6000, bind="0.0.0.0", address="10.213.0.2")
+    assert redis.needs(params).direct_net
     assert "--save ''" in redis.command(params) and "--bind 0.0.0.0" in redis.command(params)
     (round_,) = redis.host_rounds(params)
-    assert "-t set,get -n 100000 -c 50 --csv" in round_ and "shutdown nosave" in round_
+    assert "-h 10.213.0.2 -p 6000 -t set,get -n 100000 -c 50 --csv" in round_
+    assert "shutdown nosave" in round_
     assert round_.startswith("timeout 120 redis-benchmark")
 
 
@@ -192,5 +194,6 @@ def test_redis_ping_round_trip(golden):
     with pytest.raises(ValueError, match="PING_INLINE"):
         parse_redis_round_trip([(golden / "redis_benchmark.csv").read_text()])
     rr = CATALOGUE["rr"]
-    (round_,) = rr.host_rounds(dict(rr.resolve({}, quick=True), port=7000, bind="127.0.0.1"))
+    (round_,) = rr.host_rounds(dict(rr.resolve({}, quick=True), port=7000, bind="127.0.0.1",
+                                               address="127.0.0.1"))
     assert "-t ping_inline -n 2000 -c 1 --csv" in round_

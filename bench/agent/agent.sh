@@ -8,7 +8,8 @@
 # Containers and native runs pass the workload as $1. In a VM the agent is init
 # (PID 1, no arguments): it mounts the pseudo file systems, reads the workload
 # from the kernel command line (cvbench.cmd=<base64>) and powers off at the end.
-# cvbench.net=1 asks for the network (QEMU user networking), cvbench.volume=1 for
+# cvbench.net=user|ADDR/PREFIX asks for the network (QEMU user networking, or a tap
+# link with this address), cvbench.volume=1 for
 # the extra disk /dev/vdb mounted on /mnt/volume, cvbench.pids=N for a process limit.
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
@@ -23,7 +24,7 @@ if [ "$#" -eq 0 ]; then
     for word in $(cat /proc/cmdline); do
         case "$word" in
             cvbench.cmd=*) encoded="${word#cvbench.cmd=}" ;;
-            cvbench.net=1) net=1 ;;
+            cvbench.net=*) net="${word#cvbench.net=}" ;;
             cvbench.volume=1) volume=1 ;;
             cvbench.pids=*) pids="${word#cvbench.pids=}" ;;
         esac
@@ -32,7 +33,7 @@ if [ "$#" -eq 0 ]; then
     busybox ip link set lo up
     if [ -n "$net" ]; then
         # The initramfs's udev may have loaded the NIC driver and named the NIC (ens3);
-        # without it, load the driver by hand. QEMU user networking's fixed addresses.
+        # without it, load the driver by hand.
         modprobe virtio_net 2>/dev/null
         nic=
         for try in 1 2 3 4 5 6 7 8 9 10; do
@@ -43,8 +44,12 @@ if [ "$#" -eq 0 ]; then
             sleep 0.2
         done
         busybox ip link set "$nic" up
-        busybox ip addr add 10.0.2.15/24 dev "$nic"
-        busybox ip route add default via 10.0.2.2
+        if [ "$net" = user ]; then  # QEMU user networking's fixed addresses
+            busybox ip addr add 10.0.2.15/24 dev "$nic"
+            busybox ip route add default via 10.0.2.2
+        else  # a tap link to the host: this address only, no route beyond
+            busybox ip addr add "$net" dev "$nic"
+        fi
     fi
     if [ -n "$pids" ]; then
         # The same process limit a container gets, kept by the guest's kernel: the

@@ -53,6 +53,7 @@ class Instance(ABC):
     tags: dict = field(default_factory=dict)
     cleanup_token: int = 0  # its entry in the run's Cleanup
     scratch: list[Path] = field(default_factory=list)  # host files and folders it owns
+    address: str = "127.0.0.1"  # where the host reaches a server in the instance
 
     def remove_scratch(self) -> None:
         for path in self.scratch:
@@ -100,14 +101,14 @@ class Runtime(ABC):
         """Why this runtime cannot give an instance what it needs, or None."""
         return None
 
-    def serve_bind(self) -> str:
+    def serve_bind(self, needs: Needs) -> str:
         """The address a server in the instance binds: loopback where the instance shares
         the host's network (never expose a port beyond the host), else every interface."""
         return "127.0.0.1"
 
-    def net_path(self) -> str:
+    def net_path(self, needs: Needs) -> str:
         """How the host reaches a serving instance, for the records' tags."""
-        return "loopback"
+        return "host loopback"
 
     def _register(self, inst: Instance) -> Instance:
         """Put the instance's release in the run's cleanup before it holds anything."""

@@ -75,26 +75,34 @@ class DockerRuntime(Runtime):
         "network": Param(str, "none", "Docker network mode", choices=("none", "bridge", "host")),
         # Serving workloads (net, redis) need a path from the host; the others keep
         # `network`, so their startup is not charged for a network they do not use.
-        "serve_network": Param(str, "bridge", "network mode for workloads the host connects to "
-                               "(none: such workloads are skipped)", choices=("none", "bridge", "host")),
-        "serve_oci_runtime": Param(str, "", "OCI runtime for serving workloads (empty: oci_runtime); "
-                                   "runsc-host is runsc with --network=host"),
+        "serve_network": Param(str, "bridge", "network mode for workloads the host connects to, "
+                               "on their default path (none: such workloads are skipped; the "
+                               "direct path is always the host network)",
+                               choices=("none", "bridge", "host")),
+        "serve_oci_runtime": Param(str, "", "OCI runtime for serving workloads on the host "
+                                   "network (empty: oci_runtime); runsc-host is runsc with "
+                                   "--network=host"),
     }
 
     def check(self) -> None:
         self.client = docker_client()
         runtimes = self.client.info().get("Runtimes", {})
         self._check_registered(self.options["oci_runtime"], runtimes)
-        # A missing serving runtime skips the serving workloads only, with the reason
+        # A missing host-network runtime skips the workloads that need it, with the reason
         self.serve_problem = None
         try:
-            self._check_registered(self._serving_runtime(), runtimes)
+            self._check_registered(self.options["serve_oci_runtime"] or self.options["oci_runtime"],
+                                   runtimes)
         except UserError as exc:
             self.serve_problem = str(exc).replace("\n  fix:", "; fix:")
         self.cgroup_driver = self.client.info().get("CgroupDriver", "cgroupfs")
 
-    def _serving_runtime(self) -> str:
-        return self.options["serve_oci_runtime"] or self.options["oci_runtime"]
+    def _serving(self, needs: Needs) -> tuple[str, str]:
+        """(OCI runtime, network mode) of a serving instance."""
+        network = "host" if needs.direct_net else self.options["serve_network"]
+        if network == "host":
+            return self.options["serve_oci_runtime"] or self.options["oci_runtime"], network
+        return self.options["oci_runtime"], network
 
     def _check_registered(self, wanted: str, runtimes: dict) -> None:
         if wanted not in runtimes:
@@ -111,18 +119,21 @@ class DockerRuntime(Runtime):
         return {"oci_runtime": self.options["oci_runtime"], "network": self.options["network"]}
 
     def unsupported(self, needs: Needs) -> str | None:
-        if needs.serves and self.options["serve_network"] == "none":
+        if not needs.serves:
+            return None
+        network = self._serving(needs)[1]
+        if network == "none":
             return (f"runtime {self.name} has serve_network = \"none\" (no path from the host "
                     "into the container)")
-        if needs.serves and getattr(self, "serve_problem", None):
+        if network == "host" and getattr(self, "serve_problem", None):
             return self.serve_problem
         return None
 
-    def serve_bind(self) -> str:
-        return "127.0.0.1" if self.options["serve_network"] == "host" else "0.0.0.0"
+    def serve_bind(self, needs: Needs) -> str:
+        return "127.0.0.1" if self._serving(needs)[1] == "host" else "0.0.0.0"
 
-    def net_path(self) -> str:
-        if self.options["serve_network"] == "host":
+    def net_path(self, needs: Needs) -> str:
+        if self._serving(needs)[1] == "host":
             return "docker host network, 127.0.0.1"
         return "docker bridge, port published on 127.0.0.1"
 
@@ -145,7 +156,7 @@ class DockerRuntime(Runtime):
         with self._launching(inst):
             oci_runtime, network, ports = self.options["oci_runtime"], self.options["network"], {}
             if needs.serves:
-                oci_runtime, network = self._serving_runtime(), self.options["serve_network"]
+                oci_runtime, network = self._serving(needs)
                 if network == "bridge":
                     ports = {f"{port}/tcp": ("127.0.0.1", port)}
                 inst.tags.update(oci_runtime=oci_runtime, network=network)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
 import shutil
+import subprocess
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,9 @@ from bench.workloads import NO_NEEDS, Needs
 QEMU = "qemu-system-x86_64"
 ACCEL_CACHE = CACHE / "accel.json"
 # quiet: a serial console is slow under emulation, and kernel chatter would cost boot time.
+# Direct-path links: a /30 each, picked by a hash of the instance's name
+TAP_NET = ipaddress.ip_network("10.213.0.0/16")
+TAP_LINKS = TAP_NET.num_addresses // 4
 KERNEL_ARGS = "console=ttyS0 root=/dev/vda rw quiet panic=-1 init=/opt/cvbench/agent"
 
 
@@ -30,6 +36,7 @@ class VmInstance(ProcessInstance):
     qmp: object = None
     overlay: Path | None = None
     qmp_socket: Path | None = None
+    tap: str | None = None  # the host side of the direct network path
 
     def close(self) -> None:
         if self.qmp is not None:
@@ -48,6 +55,9 @@ class VmInstance(ProcessInstance):
         for path in (self.overlay, self.qmp_socket):
             if path is not None:
                 path.unlink(missing_ok=True)
+        if self.tap is not None:
+            subprocess.run(["ip", "link", "delete", self.tap], capture_output=True)
+            self.tap = None
 
 
 class QemuRuntime(Runtime):
@@ -86,11 +96,22 @@ class QemuRuntime(Runtime):
     def tags(self) -> dict:
         return {"accel": self.accel, "emulated": self.emulated, "machine": self.options["machine"]}
 
-    def serve_bind(self) -> str:
-        return "0.0.0.0"  # the guest's own interface; only hostfwd reaches it, from 127.0.0.1
+    def serve_bind(self, needs: Needs) -> str:
+        # the guest's own interface: reached only through hostfwd from 127.0.0.1, or over
+        # a tap link to the host that routes nowhere else
+        return "0.0.0.0"
 
-    def net_path(self) -> str:
+    def net_path(self, needs: Needs) -> str:
+        if needs.direct_net:
+            return "tap device, a /30 link between host and guest (no NAT)"
         return "qemu user networking (slirp), hostfwd on 127.0.0.1"
+
+    def unsupported(self, needs: Needs) -> str | None:
+        if not needs.direct_net:
+            return None
+        if os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or not shutil.which("ip"):
+            return "a tap device needs root, /dev/net/tun and ip (iproute2) on the host"
+        return None
 
     def describe(self) -> dict:
         return {"kind": self.kind, **self.options, "accel_used": self.accel,
@@ -113,12 +134,11 @@ class QemuRuntime(Runtime):
             inst.tags["memory_headroom_mib"] = headroom
             run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.context.image.disk),
                       "-F", "raw", str(inst.overlay)])
+            net = self._tap(inst) if needs.direct_net else self._network(port) if needs.serves else []
             argv = self._argv(instance, command, limits, accel, inst.overlay, inst.qmp_socket,
-                              needs)
+                              needs, inst.tags.get("guest_net")) + net
             if needs.volume_mib:
                 argv += self._volume(inst, needs.volume_mib)
-            if needs.serves:
-                argv += self._network(port)
             if needs.scratch or needs.volume_mib:
                 inst.tags.update(disk_backing="virtio-blk, qcow2 overlay" if needs.scratch
                                  else "virtio-blk, raw ext4 file on the host",
@@ -146,16 +166,33 @@ class QemuRuntime(Runtime):
 
     def _network(self, port: int) -> list[str]:
         # restrict=on: the guest reaches nothing; the forward from 127.0.0.1 still works
-        nic = "virtio-net-device" if self.options["machine"] == "microvm" else "virtio-net-pci"
         return ["-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{port}",
-                "-device", f"{nic},netdev=net0"]
+                "-device", f"{self._nic()},netdev=net0"]
+
+    def _tap(self, inst: VmInstance) -> list[str]:
+        """A tap device with a /30 of its own: host .1, guest .2. No route leads beyond it."""
+        link = zlib.crc32(inst.name.encode()) % TAP_LINKS
+        host, guest = (str(TAP_NET.network_address + 4 * link + i) for i in (1, 2))
+        inst.tap = f"cvb{link:05d}"
+        run_tool(["ip", "tuntap", "add", "dev", inst.tap, "mode", "tap"])
+        run_tool(["ip", "addr", "add", f"{host}/30", "dev", inst.tap])
+        run_tool(["ip", "link", "set", inst.tap, "up"])
+        inst.address = guest
+        inst.tags["guest_net"] = f"{guest}/30"
+        return ["-netdev", f"tap,id=net0,ifname={inst.tap},script=no,downscript=no",
+                "-device", f"{self._nic()},netdev=net0"]
+
+    def _nic(self) -> str:
+        return "virtio-net-device" if self.options["machine"] == "microvm" else "virtio-net-pci"
 
     def _disk_device(self) -> str:
         return "virtio-blk-device" if self.options["machine"] == "microvm" else "virtio-blk-pci"
 
-    def _argv(self, name, command, limits, accel, overlay, qmp_socket, needs: Needs) -> list[str]:
+    def _argv(self, name, command, limits, accel, overlay, qmp_socket, needs: Needs,
+              guest_net: str | None = None) -> list[str]:
         machine = self.options["machine"]
         image = self.context.image
+        net = guest_net or "user"
         return [
             QEMU, "-name", name, "-nodefaults", "-no-user-config", "-no-reboot",
             "-display", "none", "-machine", machine, "-accel", accel,
@@ -163,7 +200,7 @@ class QemuRuntime(Runtime):
             "-m", str(limits.memory_mib), "-smp", str(max(1, math.ceil(limits.cpus))),
             "-kernel", str(image.kernel), "-initrd", str(image.initrd),
             "-append", " ".join([KERNEL_ARGS, kernel_cmdline_arg(command),
-                                 *(["cvbench.net=1"] if needs.serves else []),
+                                 *([f"cvbench.net={net}"] if needs.serves else []),
                                  *(["cvbench.volume=1"] if needs.volume_mib else []),
                                  *([f"cvbench.pids={limits.pids}"] if limits.pids else [])]),
             "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache={self.options['disk_cache']}",

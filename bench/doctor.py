@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,12 +174,26 @@ def clean_leftovers() -> list[str]:
         if not run_is_live(path.name):
             Cgroup(cgroup_version(), {"": path}).remove()
             done.append(f"removed cgroup {path}")
+    live = False
     if WORKDIR.exists():
         for scratch in WORKDIR.iterdir():
-            if not run_is_live(scratch.name):
+            if run_is_live(scratch.name):
+                live = True
+            else:
                 shutil.rmtree(scratch, ignore_errors=True)
                 done.append(f"removed scratch {scratch}")
+    if not live:  # a tap's name does not say its run: only when no run is going on
+        for tap in tap_devices():
+            subprocess.run(["ip", "link", "delete", tap], capture_output=True)
+            done.append(f"removed tap device {tap}")
     return done or ["nothing left behind"]
+
+
+def tap_devices() -> list[str]:
+    """The host ends of VMs' direct network links (bench/runtimes/qemu.py names them cvb*)."""
+    from bench.runtimes.qemu import TAP_PREFIX
+
+    return sorted(p.name for p in Path("/sys/class/net").glob(f"{TAP_PREFIX}*"))
 
 
 def run_of_pid(pid: int) -> str | None:

@@ -51,14 +51,15 @@ class Step:
 def plan(scenario: Scenario) -> list[Step]:
     """Warm-ups first; then runtimes interleaved within each repetition, so a slow drift
     of the host (heat, other load) spreads over all runtimes instead of biasing one.
-    A workload with fewer repetitions of its own drops out of the later rounds."""
+    A workload with fewer repetitions (or warm-ups) of its own drops out of the later rounds."""
     cells = [Cell(w, r) for w in scenario.workloads for r in scenario.runtimes]
-    totals = [scenario.warmup + scenario.reps_of(c.workload) for c in cells]
+    warmups = [scenario.warmup_of(c.workload) for c in cells]
+    totals = [w + scenario.reps_of(c.workload) for c, w in zip(cells, warmups)]
     if scenario.order == "blocked":
-        return [Step(c, i, i < scenario.warmup) for c, n in zip(cells, totals) for i in range(n)]
+        return [Step(c, i, i < w) for c, w, n in zip(cells, warmups, totals) for i in range(n)]
     rounds = max(totals, default=0)
-    return [Step(c, i, i < scenario.warmup) for i in range(rounds)
-            for c, n in zip(cells, totals) if i < n]
+    return [Step(c, i, i < w) for i in range(rounds)
+            for c, w, n in zip(cells, warmups, totals) if i < n]
 
 
 def step_label(step: Step, suffix: str = "") -> str:

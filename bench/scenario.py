@@ -55,9 +55,11 @@ class WorkloadSpec:
     workload: str  # catalogue entry
     params: dict
     reps: int | None = None  # this workload's measured repetitions, when not the scenario's
+    warmup: int | None = None  # and its warm-ups
 
 
-REPS = Param(int, None, "measured repetitions of this workload (default: the scenario's reps)")
+OWN = {"reps": Param(int, None, "measured repetitions of this workload (default: the scenario's)"),
+       "warmup": Param(int, None, "warm-ups of this workload (default: the scenario's)")}
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ class Scenario:
             chosen = tuple(known[n] for n in runtimes)
         new = replace(self, runtimes=chosen, quick=quick)
         if quick or reps is not None:  # the command line sets every workload's repetitions
-            new = replace(new, workloads=tuple(replace(w, reps=None) for w in new.workloads))
+            new = replace(new, workloads=tuple(replace(w, reps=None, warmup=None if quick else w.warmup)
+                                               for w in new.workloads))
         if quick:
             new = replace(new, reps=1, warmup=0)
         if reps is not None:
@@ -113,6 +116,9 @@ class Scenario:
 
     def reps_of(self, workload: WorkloadSpec) -> int:
         return workload.reps or self.reps
+
+    def warmup_of(self, workload: WorkloadSpec) -> int:
+        return self.warmup if workload.warmup is None else workload.warmup
 
 
 def _check(file: str, key: str, param: Param, value):
@@ -199,13 +205,13 @@ def load_scenario(path: str | Path) -> Scenario:
                 fix=f"one of {', '.join(CATALOGUE)} (or set workload = \"...\")",
             )
         params = _params(file, f"workloads.{name}", table, CATALOGUE[base].params,
-                         skip=("workload", "reps"))
-        reps = table.get("reps")
-        if reps is not None:
-            _check(file, f"workloads.{name}.reps", REPS, reps)
-            if reps < 1:
-                raise UserError(f"{file}: workloads.{name}.reps: must be positive, got {reps}")
-        workloads.append(WorkloadSpec(name, base, params, reps))
+                         skip=("workload", *OWN))
+        own = _params(file, f"workloads.{name}", {k: v for k, v in table.items() if k in OWN}, OWN)
+        for key, least in (("reps", 1), ("warmup", 0)):
+            if own.get(key) is not None and own[key] < least:
+                raise UserError(f"{file}: workloads.{name}.{key}: must be at least {least}, "
+                                f"got {own[key]}")
+        workloads.append(WorkloadSpec(name, base, params, own.get("reps"), own.get("warmup")))
 
     return Scenario(
         path=file, text=text, runtimes=tuple(runtimes), workloads=tuple(workloads), **settings

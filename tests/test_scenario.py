@@ -120,6 +120,16 @@ def test_workload_reps_of_its_own(tmp_path):
         load_scenario(write(tmp_path, GOOD.replace("threads = 2", "threads = 2\nreps = 0")))
 
 
+def test_workload_warmup_of_its_own(tmp_path):
+    s = load_scenario(write(tmp_path, GOOD.replace("threads = 2", "threads = 2\nwarmup = 0\nreps = 1")))
+    cpu2 = [step for step in plan(s) if step.cell.workload.name == "cpu-2"]
+    assert [(step.rep, step.warmup) for step in cpu2] == [(0, False), (0, False)]  # one per runtime
+    noop = [step for step in plan(s) if step.cell.workload.name == "noop"]
+    assert [step.warmup for step in noop] == [True, True, False, False, False, False]
+    with pytest.raises(UserError, match=r"workloads.cpu-2.warmup"):
+        load_scenario(write(tmp_path, GOOD.replace("threads = 2", "threads = 2\nwarmup = -1")))
+
+
 def test_isolation_runs_the_victim_alone_first(tmp_path):
     s = load_scenario(write(tmp_path, GOOD.replace(
         'reps = 2', 'reps = 2\nmode = "isolation"\naggressors = ["memhog", "cpu", "none", "cpu"]')))

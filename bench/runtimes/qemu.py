@@ -28,6 +28,7 @@ ACCEL_CACHE = CACHE / "accel.json"
 # Direct-path links: a /30 each, picked by a hash of the instance's name
 TAP_NET = ipaddress.ip_network("10.213.0.0/16")
 TAP_LINKS = TAP_NET.num_addresses // 4
+TAP_PREFIX = "cvb"
 KERNEL_ARGS = "console=ttyS0 root=/dev/vda rw quiet panic=-1 init=/opt/cvbench/agent"
 
 
@@ -173,7 +174,7 @@ class QemuRuntime(Runtime):
         """A tap device with a /30 of its own: host .1, guest .2. No route leads beyond it."""
         link = zlib.crc32(inst.name.encode()) % TAP_LINKS
         host, guest = (str(TAP_NET.network_address + 4 * link + i) for i in (1, 2))
-        inst.tap = f"cvb{link:05d}"
+        inst.tap = f"{TAP_PREFIX}{link:05d}"
         run_tool(["ip", "tuntap", "add", "dev", inst.tap, "mode", "tap"])
         run_tool(["ip", "addr", "add", f"{host}/30", "dev", inst.tap])
         run_tool(["ip", "link", "set", inst.tap, "up"])

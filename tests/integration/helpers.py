@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 
 from bench.collect.cgroups import ROOT, V1_CONTROLLERS, cgroup_version
-from bench.doctor import run_of_pid
+from bench.doctor import run_of_pid, tap_devices
 from bench.runner import WORKDIR
 
 REPO = Path(__file__).parent.parent.parent
@@ -45,6 +45,7 @@ def leftovers(run_id: str) -> list[str]:
     found += [f"qemu pid {pid}" for pid in vm_pids(run_id)]
     bases = [ROOT / "cvbench"] if cgroup_version() == 2 else [ROOT / c / "cvbench" for c in V1_CONTROLLERS]
     found += [f"cgroup {b / run_id}" for b in bases if (b / run_id).exists()]
+    found += [f"tap device {tap}" for tap in tap_devices()]
     if (WORKDIR / run_id).exists():
         found.append(f"scratch {WORKDIR / run_id}: {list((WORKDIR / run_id).iterdir())}")
     return found

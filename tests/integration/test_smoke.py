@@ -5,19 +5,11 @@ import re
 
 import pytest
 
-from .helpers import cvbench, leftovers, records
+from .helpers import leftovers, records
 
 pytestmark = pytest.mark.integration
 RUNTIMES = ("native", "runc", "runsc", "qemu")
 REQUIRED = ("startup.ready_s", "startup.exit_s", "mem.cgroup_bytes", "mem.pss_bytes", "cpu.seconds")
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke") / "run"
-    result = cvbench("run", "scenarios/smoke.toml", "--out", out, timeout=900)
-    print(result.stdout[-3000:], result.stderr[-3000:])
-    return out, result
 
 
 def test_run_succeeds(smoke):

@@ -1,22 +1,21 @@
-"""scenarios/smoke-workloads.toml on the real engines: every workload in native, runc,
-runsc and qemu leaves its main metric, or an error that says why, and nothing behind."""
+"""scenarios/smoke.toml on the real engines, workload by workload: every workload in
+native, runc, runsc and qemu leaves its main metric, or an error that says why, on both
+network paths for the serving ones."""
 
 import pytest
 
-from .helpers import cvbench, leftovers, records
+from .helpers import records
 
 pytestmark = pytest.mark.integration
 RUNTIMES = ("native", "runc", "runsc", "qemu")
 # Guest-only workloads: every runtime can run them, so each must have a value.
 GUEST_ONLY = ("cpu", "memory", "syscall", "fork", "disk", "disk-volume")
-SERVING = ("net", "redis", "rr")
+SERVING = ("net", "net-direct", "redis", "rr", "rr-direct")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("workloads") / "run"
-    result = cvbench("run", "scenarios/smoke-workloads.toml", "--out", out, timeout=1200)
-    print(result.stdout[-3000:], result.stderr[-3000:])
+def run(smoke):
+    out, _ = smoke
     return out, records(out)
 
 
@@ -72,6 +71,13 @@ def test_cpu_cost_per_kevent_is_derived(run):
         assert len(derived) == 1 and derived[0]["value"] > 0 and derived[0]["unit"] == "s"
 
 
-def test_nothing_left_behind(run):
+def test_network_paths_differ_where_the_runtime_has_two(run):
     _, rows = run
-    assert leftovers(rows[0]["run"]) == []
+
+    def path(cell):
+        return next(r["tags"]["net_path"] for r in rows if r["cell"] == cell)
+
+    for runtime in ("runc", "qemu"):
+        assert path(f"rr@{runtime}") != path(f"rr-direct@{runtime}")
+    assert "host network" in path("rr-direct@runc") and "tap" in path("rr-direct@qemu")
+    assert path("rr@native") == path("rr-direct@native") == "host loopback"

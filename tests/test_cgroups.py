@@ -61,3 +61,23 @@ def test_limits_v2(tmp_path, golden):
     group.limit(cpus=1.5, memory_bytes=512 * 2**20)
     assert (tmp_path / "inst" / "cpu.max").read_text() == "150000 100000"
     assert (tmp_path / "inst" / "memory.max").read_text() == str(512 * 2**20)
+
+
+def test_oom_kills_v1_and_v2(tmp_path, golden):
+    # v1: captured here after a perl was OOM-killed in a 16 MiB cgroup. v2: this host has
+    # no v2 memory controller; the file is a capture published from a v2 host after one
+    # OOM kill (35 times at memory.max first).
+    assert _v1(tmp_path / "a", golden).oom_kills() == 1
+    v2 = _v2(tmp_path / "b", golden)
+    assert v2.oom_kills() == 1
+    (tmp_path / "b" / "inst" / "memory.events").unlink()
+    assert v2.oom_kills() is None
+
+
+def test_pids_limit_v1_and_v2(tmp_path, golden):
+    v1 = _v1(tmp_path / "a", golden)
+    v1.limit(cpus=None, memory_bytes=None, pids=64)
+    assert (tmp_path / "a" / "pids" / "inst" / "pids.max").read_text() == "64"
+    v2 = _v2(tmp_path / "b", golden)
+    v2.limit(cpus=None, memory_bytes=None, pids=128)
+    assert (tmp_path / "b" / "inst" / "pids.max").read_text() == "128"

@@ -1,8 +1,11 @@
 """Shared checks for tests that drive real engines."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -49,3 +52,29 @@ def leftovers(run_id: str) -> list[str]:
     if (WORKDIR / run_id).exists():
         found.append(f"scratch {WORKDIR / run_id}: {list((WORKDIR / run_id).iterdir())}")
     return found
+
+
+def run_id_of(out: Path) -> str | None:
+    env = out / "environment.json"
+    return json.loads(env.read_text())["run"] if env.exists() else None
+
+
+def interrupt_run(args: list, out: Path, busy, sig=signal.SIGINT, timeout: float = 180):
+    """Start `cvbench run ARGS --out OUT` in a session of its own, wait until busy(run_id)
+    holds, send sig to its process group (as a terminal's Ctrl-C would), wait for it to
+    end: (exit code, its output, run id)."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *map(str, args), "--out",
+                             str(out)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ((run_id := run_id_of(out)) and busy(run_id)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {busy.__doc__ or busy}")
+            time.sleep(0.1)
+        os.killpg(proc.pid, sig)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, output, run_id

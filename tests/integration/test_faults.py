@@ -4,13 +4,10 @@ SIGINT and SIGTERM in the middle of a run."""
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from .helpers import REPO, container_ids, cvbench, leftovers, records, vm_pids
+from .helpers import container_ids, cvbench, interrupt_run, leftovers, records, vm_pids
 
 pytestmark = pytest.mark.integration
 
@@ -50,31 +47,13 @@ def test_unusable_runtime_and_hang_are_recorded_and_the_run_goes_on(tmp_path):
     assert (out / "report.html").exists()
 
 
-def _start(out):
-    return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "scenarios/smoke.toml",
-                             "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def _wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _run_id(out):
-    env = out / "environment.json"
-    return json.loads(env.read_text())["run"] if env.exists() else None
-
-
 def _running_vm(run_id):
+    """a VM of this run to be running"""
     return bool(vm_pids(run_id))
 
 
 def _running_container(run_id):
+    """a container of this run to be running"""
     return bool(container_ids(run_id, running_only=True))
 
 
@@ -82,16 +61,8 @@ def _running_container(run_id):
                          ids=["sigint-during-vm", "sigterm-during-container"])
 def test_signal_mid_run_cleans_up_and_keeps_records(tmp_path, sig, busy):
     out = tmp_path / "run"
-    proc = _start(out)
-    try:
-        _wait_for(lambda: (out / "records.jsonl").exists() and busy(_run_id(out)), 180,
-                  "an instance of this run to be running")
-        os.killpg(proc.pid, sig)  # as a terminal Ctrl-C reaches the whole process group
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, output
+    code, output, _ = interrupt_run(["scenarios/smoke.toml"], out, busy, sig)
+    assert code == 130, output
     assert "interrupted" in output
     env = json.loads((out / "environment.json").read_text())
     assert env["interrupted"] is True

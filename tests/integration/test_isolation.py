@@ -4,17 +4,12 @@ limit, the hog is OOM-killed and comes back); a dead aggressor is recorded and t
 on; nothing is left behind, also when the run is interrupted beside a fork bomb."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from bench.collect.cgroups import ROOT, cgroup_version
 
-from .helpers import REPO, cvbench, leftovers, records
+from .helpers import cvbench, interrupt_run, leftovers, records
 from .test_sharing import RUNTIMES
 
 pytestmark = pytest.mark.integration
@@ -87,28 +82,13 @@ def test_interrupted_beside_a_fork_bomb_cleans_up(tmp_path):
     scenario.write_text(SCENARIO.replace("seconds = 1", "seconds = 20")
                         .replace('["forkbomb", "memhog"]', '["forkbomb"]') + RUNTIMES)
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(scenario), "--out",
-                             str(out), "--runtimes", "native,runc"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        run_id = None
-        while time.monotonic() < deadline:
-            env = out / "environment.json"
-            run_id = run_id or (json.loads(env.read_text())["run"] if env.exists() else None)
-            # the bomb's cgroup and the victim's: the victim runs beside the bomb
-            if run_id and _instance_cgroups(run_id) >= 2:
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("no victim ran beside the fork bomb")
-        time.sleep(1)
-        os.killpg(proc.pid, signal.SIGINT)
-        output, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, output
+
+    def beside_the_bomb(run_id):
+        """a victim beside the fork bomb (two instance cgroups)"""
+        return _instance_cgroups(run_id) >= 2
+
+    code, output, run_id = interrupt_run([scenario, "--runtimes", "native,runc"], out,
+                                         beside_the_bomb, timeout=300)
+    assert code == 130, output
     assert leftovers(run_id) == []
     assert json.loads((out / "environment.json").read_text())["interrupted"] is True

@@ -3,18 +3,13 @@ present, values positive and consistent with what the host shows, nothing left b
 and a density run interrupted half-way cleans up."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from bench.images import ensure_image
 from bench.modes import du_bytes
 
-from .helpers import REPO, container_ids, cvbench, leftovers, records
+from .helpers import container_ids, cvbench, interrupt_run, leftovers, records
 
 pytestmark = pytest.mark.integration
 MiB = 2**20
@@ -137,26 +132,13 @@ def test_density_interrupted_cleans_up(tmp_path):
     scenario.write_text('name = "density"\nmode = "density"\ncounts = [4]\nreps = 1\n'
                         'memory_floor_mib = 1024\n' + RUNTIMES)
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(scenario), "--out",
-                             str(out), "--runtimes", "runc"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        run_id = None
-        while time.monotonic() < deadline:
-            env = out / "environment.json"
-            run_id = run_id or (json.loads(env.read_text())["run"] if env.exists() else None)
-            if run_id and len(container_ids(run_id, running_only=True)) >= 2:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("no two containers of the density run came up")
-        os.killpg(proc.pid, signal.SIGINT)
-        output, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, output
+
+    def two_up(run_id):
+        """two containers of the density run to be up"""
+        return len(container_ids(run_id, running_only=True)) >= 2
+
+    code, output, run_id = interrupt_run([scenario, "--runtimes", "runc"], out, two_up, timeout=120)
+    assert code == 130, output
     assert leftovers(run_id) == []
     env = json.loads((out / "environment.json").read_text())
     assert env["interrupted"] is True

@@ -24,7 +24,8 @@ CAPTION = (
     "main metric; a loss is lower throughput or higher latency), median with the bootstrap 95% "
     "CI, per runtime. Aggressor and victim are sibling instances of the same runtime, each under "
     "its own limits. Grey: the aggressor's instance died before the victim could run beside it; "
-    "†: it died while the victim ran (the OOM killer, say), so the loss is a lower bound.")
+    "†: it died while the victim ran (the OOM killer, say), so the loss is a lower bound. The "
+    "clients of serving victims (redis) run on the host and share its CPUs with the aggressor.")
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ def figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:
     aggressors = list(dict.fromkeys([*(x.aggressor for x in found), *(a for _, a in deaths)]))
     if not runtimes or not aggressors:
         return None
-    worst = max([abs(x.pct) for x in found if math.isfinite(x.pct)] + [10.0])
+    # The colour saturates at 100%: one wild cell must not wash out the others
+    worst = min(100.0, max([abs(x.pct) for x in found if math.isfinite(x.pct)] + [10.0]))
     fig = Figure(figsize=(1.6 * len(aggressors) + 2.5, (0.55 * len(runtimes) + 1.2) * len(victims)),
                  dpi=110, layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(victims), 1))

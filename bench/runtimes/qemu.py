@@ -67,8 +67,10 @@ class QemuRuntime(Runtime):
         "machine": Param(str, "pc", "QEMU machine type", choices=("pc", "microvm")),
         "accel": Param(str, "auto", "kvm, tcg (emulation) or auto: probe KVM, fall back to TCG",
                        choices=("auto", "kvm", "tcg")),
-        # TCG's translation cache alone was seen past 256 MiB with a guest that used all its RAM
         "memory_headroom_mib": Param(int, 512, "cgroup memory for QEMU itself beyond guest RAM"),
+        # QEMU 7.2 gives TCG a translation cache of up to 1 GiB: with a guest that churns
+        # its memory it grew past 500 MiB here and the VM was OOM-killed in its cgroup
+        "tcg_tb_size_mib": Param(int, 128, "TCG translation cache size (emulation only)"),
         "probe_timeout_s": Param(float, 60.0, "how long auto waits for a KVM guest to boot"),
         # QEMU's default; "none" bypasses the host page cache, as production VMs often do
         "disk_cache": Param(str, "writeback", "cache mode of the VM's disks",
@@ -196,7 +198,8 @@ class QemuRuntime(Runtime):
         net = guest_net or "user"
         return [
             QEMU, "-name", name, "-nodefaults", "-no-user-config", "-no-reboot",
-            "-display", "none", "-machine", machine, "-accel", accel,
+            "-display", "none", "-machine", machine,
+            "-accel", f"tcg,tb-size={self.options['tcg_tb_size_mib']}" if accel == "tcg" else accel,
             "-cpu", "host" if accel == "kvm" else "max",
             "-m", str(limits.memory_mib), "-smp", str(max(1, math.ceil(limits.cpus))),
             "-kernel", str(image.kernel), "-initrd", str(image.initrd),

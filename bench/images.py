@@ -25,7 +25,7 @@ DOCKER_REPO = "cvbench/guest"
 FORMAT = 2  # bump when the layout of a cached image changes
 
 RECIPE = {
-    "suite": "bookworm",
+    "suite": "trixie",
     "variant": "minbase",
     # busybox: poweroff and small tools for the agent; sysbench: cpu workload;
     # the cloud kernel: small, virtio built for VMs, its initrd made by initramfs-tools;

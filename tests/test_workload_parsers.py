@@ -1,5 +1,6 @@
 """The workload tools' parsers against output captured from the guest image's own
-binaries (chroot into its root on this Debian 12 host, kernel 6.18), and the
+binaries (chroot into its root on this Debian 12 host, kernel 6.18; Debian 12 tools at the
+top level, Debian 13 ones under trixie/), and the
 commands the catalogue builds from scenario parameters."""
 
 import pytest
@@ -12,6 +13,8 @@ from bench.toolparsers import (
     parse_iperf3_both,
     parse_iperf3_json,
     parse_redis_benchmark_csv,
+    parse_redis_round_trip,
+    parse_sysbench_cpu,
     parse_sysbench_memory,
 )
 from bench.workloads import CATALOGUE, Needs
@@ -197,3 +200,24 @@ def test_redis_ping_round_trip(golden):
     (round_,) = rr.host_rounds(dict(rr.resolve({}, quick=True), port=7000, bind="127.0.0.1",
                                                address="127.0.0.1"))
     assert "-t ping_inline -n 2000 -c 1 --csv" in round_
+
+
+# The guest image moved to Debian 13 (trixie): its tools' output, captured the same way
+# (chroot into the image's root), through the same parsers.
+TRIXIE = [
+    ("sysbench_cpu.txt", lambda t: parse_sysbench_cpu(t), "workload.events_per_s"),
+    ("sysbench_memory_read.txt", lambda t: parse_sysbench_memory(t), "workload.bytes_per_s"),
+    ("dd_syscalls.txt", lambda t: parse_dd_syscalls(t), "workload.ns_per_syscall"),
+    ("fio_randread_4k.json", lambda t: parse_fio_json(t), "workload.iops"),
+    ("iperf3_host_to_guest.json", lambda t: parse_iperf3_both([t, t]),
+     "workload.host_to_guest_bytes_per_s"),
+    ("redis_benchmark.csv", lambda t: parse_redis_benchmark_csv([t]), "workload.get_ops_per_s"),
+    ("redis_benchmark_ping_rr.csv", lambda t: parse_redis_round_trip([t]), "workload.rtt_p50_s"),
+]
+
+
+@pytest.mark.parametrize("name, parse, main", TRIXIE, ids=[t[0] for t in TRIXIE])
+def test_trixie_tools_parse(golden, name, parse, main):
+    metrics = by_name(parse((golden / "trixie" / name).read_text()))
+    assert metrics[main].error is None and metrics[main].value > 0, metrics[main]
+    assert all(m.error is None for m in metrics.values()), metrics

@@ -34,17 +34,9 @@ def test_guest_only_workload_has_its_main_metric(run, workload, runtime):
     assert main["value"] is not None and main["value"] > 0, main.get("error")
 
 
-# Seen with runsc 20221219 on --network=host: iperf3's server fails with "unable to receive
-# parameters from client: Resource temporarily unavailable"; the records carry that error.
-KNOWN_BROKEN = {("net", "runsc"): "iperf3 server under gVisor's host network (runsc 20221219) "
-                                  "gets EAGAIN on its control socket"}
-
-
 @pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("workload", SERVING)
-def test_serving_workload_has_a_value_or_says_why(run, workload, runtime, request):
-    if (workload, runtime) in KNOWN_BROKEN:
-        request.applymarker(pytest.mark.xfail(reason=KNOWN_BROKEN[workload, runtime], strict=False))
+def test_serving_workload_has_a_value_or_says_why(run, workload, runtime):
     _, rows = run
     cell = [r for r in rows if r["cell"] == f"{workload}@{runtime}"]
     workload_rows = [r for r in cell if r["metric"].startswith("workload.")

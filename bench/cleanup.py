@@ -53,16 +53,19 @@ class Cleanup:
 
 @contextmanager
 def signals_raise_interrupt():
-    """SIGTERM behaves like Ctrl-C, so one `finally` path cleans up after both."""
+    """SIGINT and SIGTERM raise KeyboardInterrupt, so one `finally` path cleans up after
+    both. SIGINT too: Python leaves it ignored when it started ignored (a job a shell put
+    in the background), and then a Ctrl-C sent to the group would do nothing."""
 
     def handler(signum, _frame):
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def ignore_signals_during(action: Callable[[], None]) -> None:

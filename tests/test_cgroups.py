@@ -67,7 +67,12 @@ def test_oom_kills_v1_and_v2(tmp_path, golden):
     # v1: captured here after a perl was OOM-killed in a 16 MiB cgroup. v2: this host has
     # no v2 memory controller; the file is a capture published from a v2 host after one
     # OOM kill (35 times at memory.max first).
-    assert _v1(tmp_path / "a", golden).oom_kills() == 1
+    v1 = _v1(tmp_path / "a", golden)
+    assert v1.oom_kills() == 1
+    container = tmp_path / "a" / "memory" / "inst" / "container"  # where its limit is, in v1
+    container.mkdir()
+    (container / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert v1.oom_kills() == 3
     v2 = _v2(tmp_path / "b", golden)
     assert v2.oom_kills() == 1
     (tmp_path / "b" / "inst" / "memory.events").unlink()

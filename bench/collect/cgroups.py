@@ -128,12 +128,19 @@ class Cgroup:
         return int(self._read("cpuacct", "cpuacct.usage")) / 1e9
 
     def oom_kills(self) -> int | None:
-        """Processes the OOM killer killed in this cgroup (None where the kernel keeps no count)."""
+        """Processes the OOM killer killed in this cgroup and below it (None where the
+        kernel keeps no count). v2's memory.events counts the subtree; v1 counts only in
+        the cgroup whose limit was hit (a container's, below ours), so v1 sums the tree."""
         if self.version == 2:
             text = self._read("", "memory.events", missing_ok=True)
-        else:
-            text = self._read("memory", "memory.oom_control", missing_ok=True)
-        return parse_keyed(text).get("oom_kill") if text else None
+            return parse_keyed(text).get("oom_kill") if text else None
+        counts = []
+        for dirpath, _dirs, _files in os.walk(self.dirs["memory"]):
+            try:
+                counts.append(parse_keyed(Path(dirpath, "memory.oom_control").read_text()).get("oom_kill"))
+            except OSError:
+                continue
+        return sum(counts) if counts and None not in counts else None
 
     def pids(self) -> list[int]:
         """Every process in this cgroup and the cgroups below it."""

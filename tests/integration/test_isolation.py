@@ -92,3 +92,18 @@ def test_interrupted_beside_a_fork_bomb_cleans_up(tmp_path):
     assert code == 130, output
     assert leftovers(run_id) == []
     assert json.loads((out / "environment.json").read_text())["interrupted"] is True
+
+
+def test_isolation_stops_at_the_memory_floor(tmp_path):
+    scenario = tmp_path / "isolation.toml"
+    scenario.write_text(SCENARIO.replace("aggressor_pids", "memory_floor_mib = 10000000\naggressor_pids")
+                        + RUNTIMES)
+    out = tmp_path / "run"
+    result = cvbench("run", scenario, "--out", out, "--runtimes", "native", timeout=300)
+    assert result.returncode == 1, result.stderr  # recorded as a failure, not a crash
+    assert "isolation stopped: MemAvailable" in result.stdout
+    rows = records(out)
+    # the victim alone ran; no aggressor was started
+    assert [r["tags"]["aggressor"] for r in rows if r["metric"] == "workload.events_per_s"] == ["none"]
+    assert not any(r["metric"].startswith("aggressor.") for r in rows)
+    assert leftovers(json.loads((out / "environment.json").read_text())["run"]) == []

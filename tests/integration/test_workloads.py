@@ -30,8 +30,8 @@ def main_records(rows, cell):
 @pytest.mark.parametrize("workload", GUEST_ONLY)
 def test_guest_only_workload_has_its_main_metric(run, workload, runtime):
     _, rows = run
-    (main,) = main_records(rows, f"{workload}@{runtime}")
-    assert main["value"] is not None and main["value"] > 0, main.get("error")
+    for main in main_records(rows, f"{workload}@{runtime}"):  # cpu: warm-up and 3 reps
+        assert main["value"] is not None and main["value"] > 0, main.get("error")
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -60,7 +60,8 @@ def test_cpu_cost_per_kevent_is_derived(run):
     for runtime in RUNTIMES:
         derived = [r for r in rows if r["cell"] == f"cpu@{runtime}"
                    and r["metric"] == "workload.cpu_s_per_kevent"]
-        assert len(derived) == 1 and derived[0]["value"] > 0 and derived[0]["unit"] == "s"
+        assert len(derived) == 4  # one per instance: the warm-up and 3 reps
+        assert all(r["value"] > 0 and r["unit"] == "s" for r in derived)
 
 
 def test_network_paths_differ_where_the_runtime_has_two(run):

@@ -32,6 +32,8 @@ from bench.report.data import (
 SIZE = (8, 4.5)  # inches
 DPI = 110
 LOG_SPREAD = 10  # a log axis once the slowest runtime is this many times the fastest
+STARTUP_WORKLOADS = ("noop", "idle")
+MAX_PANELS = 3
 REST_COLOUR = "#cccccc"
 REST_LABEL = "rest until READY on host"
 
@@ -42,7 +44,10 @@ def startup_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     if rows.empty:
         return None
     emulated = emulated_runtimes(frame)
+    # Startup does not depend on the workload: the ones that only start (and idle) say it
+    # best, and a panel per workload of a long scenario would not fit
     workloads = in_order(rows["workload"])
+    workloads = [w for w in workloads if w in STARTUP_WORKLOADS] or workloads[:MAX_PANELS]
     fig, axes = _figure(len(workloads))
     for ax, workload in zip(axes, workloads):
         runtimes, groups = _groups(rows[rows["workload"] == workload], in_order(frame["runtime"]))

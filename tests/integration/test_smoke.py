@@ -35,7 +35,7 @@ def test_records_follow_the_schema(smoke):
     for r in records(out):
         assert r["image"] == env["image"]["digest"]  # the same bytes everywhere
         assert r["run"] == env["run"] and r["scenario"] == "smoke"
-        assert re.fullmatch(r"[a-z]+(\.[a-z_]+)+", r["metric"])
+        assert re.fullmatch(r"[a-z]+(\.[a-z0-9_]+)+", r["metric"])
         assert r["unit"] in ("s", "ns", "bytes", "1/s", "bytes/s", "1")
         assert r["tags"]["cpus"] == 1 and r["tags"]["memory_mib"] == 512
 

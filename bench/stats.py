@@ -17,6 +17,9 @@ import numpy as np
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
+# Below 3 values a percentile bootstrap interval is no interval: from one value it collapses
+# to a point, from two it covers the truth about half the time. Say "n < 3" instead.
+MIN_N_FOR_CI = 3
 SEED = 0
 MAX_SUGGESTED_REPS = 200
 
@@ -44,11 +47,13 @@ class Summary:
 
 @dataclass(frozen=True)
 class Ratio:
-    """value / baseline as a ratio of medians, with its bootstrap interval."""
+    """value / baseline as a ratio of medians, with its bootstrap interval; n is the
+    smaller of the two sides' counts (the interval is nan when it is below MIN_N_FOR_CI)."""
 
     ratio: float
     ci_low: float
     ci_high: float
+    n: int = 0
 
 
 def clean(values: Iterable[float | None]) -> np.ndarray:
@@ -68,7 +73,9 @@ def summary(values: Iterable[float | None], resamples: int = RESAMPLES, seed: in
     mean = float(np.mean(x))
     stdev = float(np.std(x, ddof=1)) if n > 1 else math.nan
     p5, p95 = (float(p) for p in np.percentile(x, [5, 95]))
-    ci_low, ci_high = _bootstrap_ci(_bootstrap_medians(x, resamples, _rng(seed)), confidence)
+    ci_low = ci_high = math.nan
+    if n >= MIN_N_FOR_CI:
+        ci_low, ci_high = _bootstrap_ci(_bootstrap_medians(x, resamples, _rng(seed)), confidence)
     return Summary(n, median, mean, stdev, _cv(stdev, mean), p5, p95, ci_low, ci_high)
 
 
@@ -78,20 +85,24 @@ def ratio_ci(values: Iterable[float | None], baseline_values: Iterable[float | N
     """median(values) / median(baseline_values), each side resampled on its own.
 
     The two samples come from different instances, so they are not paired. nan
-    when either side is empty or the baseline median is zero.
+    when either side is empty or the baseline median is zero; the interval is nan
+    when either side has fewer than MIN_N_FOR_CI values.
     """
     x, base = clean(values), clean(baseline_values)
-    if len(x) == 0 or len(base) == 0 or np.median(base) == 0:
-        return Ratio(math.nan, math.nan, math.nan)
+    n = min(len(x), len(base))
+    if n == 0 or np.median(base) == 0:
+        return Ratio(math.nan, math.nan, math.nan, n)
     ratio = float(np.median(x) / np.median(base))
+    if n < MIN_N_FOR_CI:
+        return Ratio(ratio, math.nan, math.nan, n)
     rng = _rng(seed)
     numerators = _bootstrap_medians(x, resamples, rng)
     denominators = _bootstrap_medians(base, resamples, rng)
     usable = denominators != 0  # a zero-median resample has no ratio; drop it, not the interval
     if not usable.any():
-        return Ratio(ratio, math.nan, math.nan)
+        return Ratio(ratio, math.nan, math.nan, n)
     ci_low, ci_high = _bootstrap_ci(numerators[usable] / denominators[usable], confidence)
-    return Ratio(ratio, ci_low, ci_high)
+    return Ratio(ratio, ci_low, ci_high, n)
 
 
 def mad_outliers(values: Iterable[float | None], threshold: float = 3.5) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from bench.allocation import command, touch_mib
 from bench.modes import du_bytes, parse_meminfo
 from bench.report import sharing, verdicts
-from bench.report.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED
+from bench.report.verdicts import CONTRADICTED, INCONCLUSIVE, INDICATIVE, NOT_MEASURED, SUPPORTED
 from bench.scenario import load_scenario
 from bench.errors import UserError
 from bench.storage import largest_file, parse_write_times, qcow2_actual_size, upper_dir, write_command
@@ -154,7 +154,7 @@ def test_storage_finding_names_every_runtime_and_the_copy():
 
 def allocation_frame(vm_after, container_after):
     out = []
-    for size, touch in ((256, 102), (512, 200), (1024, 200)):
+    for size, touch in ((256, 102), (512, 200), (1024, 200), (1024, 300), (2048, 300)):
         for runtime, kind, idle, after in (("runc", "docker", 14, container_after),
                                            ("qemu", "qemu", 400, vm_after)):
             for phase, value in (("idle", idle), ("touched", idle + after * touch)):
@@ -168,8 +168,11 @@ def allocation_frame(vm_after, container_after):
 def test_allocation_supported_when_the_vm_keeps_what_it_touched():
     frame = verdicts.complete(allocation_frame(vm_after=1.0, container_after=0.0))
     verdict = verdicts.allocation_verdict(frame, {"qemu"})
-    assert verdict.status == SUPPORTED, verdict
+    assert verdict.status == INDICATIVE, verdict
     assert any("qemu (emulated): still pays for 100%" in n for n in verdict.notes)
+    assert verdicts.allocation_verdict(frame, set()).status == SUPPORTED
+    three = frame[frame["tag.memory_mib"] < 2048]  # 4 instances a runtime
+    assert verdicts.allocation_verdict(three, set()).status == INCONCLUSIVE
 
 
 def test_allocation_contradicted_when_the_container_keeps_more():
@@ -217,10 +220,13 @@ def test_an_unusable_runtime_of_a_mode_scenario_leaves_a_record(tmp_path):
 
 def test_memory_claim_judged_on_a_density_run():
     out = []
-    for runtime, kind, per in (("runc", "docker", (14, 8, 5.5)), ("qemu", "qemu", (400, 390, 383))):
-        for n, value in zip((1, 2, 4), per):
+    for runtime, kind, per in (("runc", "docker", (14, 8, 5.5, 4.8, 4.4)),
+                               ("qemu", "qemu", (400, 390, 383, 381, 380))):
+        for n, value in zip((1, 2, 4, 6, 8), per):
             out += rows(runtime, kind, "density.pss_per_instance_bytes", [value * MiB],
                         cell="density", n=n)
-    verdict = verdicts.memory_verdict(verdicts.complete(pd.DataFrame(out)), {"qemu"})
+    frame = verdicts.complete(pd.DataFrame(out))
+    verdict = verdicts.memory_verdict(frame, set())
     assert verdict.status == SUPPORTED, verdict
-    assert verdict.comparisons[0].n == 3 and "all N pooled" in verdict.comparisons[0].workload
+    assert verdict.comparisons[0].n == 5 and "all N pooled" in verdict.comparisons[0].workload
+    assert verdicts.memory_verdict(frame, {"qemu"}).status == INDICATIVE

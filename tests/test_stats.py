@@ -47,11 +47,17 @@ def test_summary_of_nothing():
     assert not is_noisy(s)
 
 
-def test_summary_of_one_value_collapses():
+def test_one_or_two_values_have_no_interval():
+    """A bootstrap from one value collapses to a point: no interval, not a zero-width one."""
     s = summary([0.25])
-    assert (s.n, s.median, s.mean, s.ci_low, s.ci_high) == (1, 0.25, 0.25, 0.25, 0.25)
+    assert (s.n, s.median, s.mean) == (1, 0.25, 0.25)
+    assert math.isnan(s.ci_low) and math.isnan(s.ci_high)
     assert math.isnan(s.stdev) and math.isnan(s.cv)
     assert not is_noisy(s)
+    two = summary([1.0, 3.0])
+    assert two.median == 2.0 and math.isnan(two.ci_low) and math.isnan(two.ci_high)
+    three = summary([1.0, 2.0, 3.0])
+    assert (three.ci_low, three.ci_high) == (1.0, 3.0)
 
 
 def test_summary_of_equal_values_has_no_spread():
@@ -67,7 +73,12 @@ def test_failed_measurements_are_not_values():
 
 
 def test_ratio_of_constant_arrays_is_exact():
-    assert ratio_ci([6.0, 6.0, 6.0], [2.0, 2.0]) == Ratio(3.0, 3.0, 3.0)
+    assert ratio_ci([6.0, 6.0, 6.0], [2.0, 2.0, 2.0]) == Ratio(3.0, 3.0, 3.0, 3)
+
+
+def test_ratio_with_a_side_below_three_values_has_no_interval():
+    r = ratio_ci([6.0, 6.0, 6.0], [2.0, 2.0])
+    assert (r.ratio, r.n) == (3.0, 2) and math.isnan(r.ci_low) and math.isnan(r.ci_high)
 
 
 def test_ratio_ci_brackets_the_ratio_of_medians():

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import pandas as pd
+
+from bench.stats import MIN_N_FOR_CI
 
 MiB = 2**20
 
@@ -85,3 +90,13 @@ def memory_workload(frame: pd.DataFrame) -> str | None:
     if not exits.empty:
         return exits.groupby("workload")["value"].median().idxmax()
     return with_memory[0] if with_memory else None
+
+
+def interval(low: float, high: float, n: int,
+             number: Callable[[float], str] = lambda v: f"{v:.2f}") -> str:
+    """A 95% CI as "[low, high]"; "n < 3" where too few values make one meaningless."""
+    if n < MIN_N_FOR_CI:
+        return f"n < {MIN_N_FOR_CI}"
+    if math.isnan(low) or math.isnan(high):
+        return "—"
+    return f"[{number(low)}, {number(high)}]"

@@ -26,6 +26,7 @@ from bench.report.data import (
     complete,
     emulated_runtimes,
     in_order,
+    interval,
     memory_workload,
     runtime_label,
 )
@@ -260,7 +261,7 @@ def metric_row(metric: str, cell: pd.DataFrame, native: pd.DataFrame, is_baselin
         "metric": metric,
         "unit": unit,
         "median": _number(summary.median),
-        "ci": _interval(summary.ci_low, summary.ci_high),
+        "ci": interval(summary.ci_low, summary.ci_high, summary.n, _number),
         "n": summary.n,
         # Instances, not records: one that failed early left no record of this metric
         "attempts": cell["rep"].nunique(),
@@ -280,7 +281,7 @@ def _ratio(metric: str, values, native: pd.DataFrame, scale: float, is_baseline:
     ratio = stats.ratio_ci(values, baseline_values / scale)
     if math.isnan(ratio.ratio):
         return "—"
-    return f"{ratio.ratio:.2f}× {_interval(ratio.ci_low, ratio.ci_high, digits=2)}"
+    return f"{ratio.ratio:.2f}× {interval(ratio.ci_low, ratio.ci_high, ratio.n)}"
 
 
 # -- unstable cells ----------------------------------------------------------------------
@@ -385,14 +386,6 @@ def _number(value: float) -> str:
     if magnitude >= 1:
         return f"{value:.2f}"
     return f"{value:.3g}"
-
-
-def _interval(low: float, high: float, digits: int | None = None) -> str:
-    if math.isnan(low) or math.isnan(high):
-        return "—"
-    if digits is not None:
-        return f"[{low:.{digits}f}, {high:.{digits}f}]"
-    return f"[{_number(low)}, {_number(high)}]"
 
 
 def _setting(value) -> str:

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from bench import stats
 from bench.compare import direction
-from bench.report.data import in_order, measured, runtime_label
+from bench.report.data import in_order, interval, measured, runtime_label
 from bench.report.overhead import main_metrics, skipped
 from bench.results import aggressor_column
 
@@ -41,8 +41,10 @@ class Loss:
     n_beside: int
 
     def describe(self, emulated: set[str]) -> str:
-        return (f"{runtime_label(self.runtime, emulated)} {self.pct:.0f}% "
-                f"[{self.low:.0f}, {self.high:.0f}]")
+        return f"{runtime_label(self.runtime, emulated)} {self.pct:.0f}% {self.ci()}"
+
+    def ci(self) -> str:
+        return interval(self.low, self.high, min(self.n_alone, self.n_beside), lambda v: f"{v:.0f}")
 
 
 def losses(frame: pd.DataFrame) -> list[Loss]:
@@ -131,7 +133,7 @@ def figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:
         for loss in (x for x in found if x.victim == victim):
             grid[runtimes.index(loss.runtime), aggressors.index(loss.aggressor)] = loss.pct
             ax.text(aggressors.index(loss.aggressor), runtimes.index(loss.runtime),
-                    f"{loss.pct:.0f}%\n[{loss.low:.0f}, {loss.high:.0f}]", ha="center",
+                    f"{loss.pct:.0f}%\n{loss.ci()}", ha="center",
                     va="center", fontsize=8)
         image = ax.imshow(grid, cmap="RdYlGn_r", vmin=-worst, vmax=worst, aspect="auto")
         for (runtime, aggressor), when in deaths.items():

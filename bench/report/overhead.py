@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench import stats
 from bench.compare import direction
-from bench.report.data import in_order, measured, runtime_label
+from bench.report.data import in_order, interval, measured, runtime_label
 
 SKIPPED = "skipped: "
 # Workload metrics that echo the scenario or the instance rather than measure it
@@ -82,7 +82,7 @@ def overhead_matrix(frame: pd.DataFrame, baseline: str | None, emulated: set[str
                 ratio = stats.ratio_ci(values, base)
                 factor = slowdown(metric, ratio.ratio)
                 cells.append({"text": f"{ratio.ratio:.2f}×", "band": band(factor),
-                              "ci": _interval(ratio.ci_low, ratio.ci_high),
+                              "ci": interval(ratio.ci_low, ratio.ci_high, ratio.n),
                               "title": f"{factor:.2f} times worse than native" if factor >= 1
                               else f"{1 / factor:.2f} times better than native"})
         table.append({"workload": workload, "metric": metric,
@@ -112,10 +112,10 @@ def workload_sections(frame: pd.DataFrame, baseline: str | None, emulated: set[s
                 if baseline is not None and runtime != baseline:
                     r = stats.ratio_ci(values, _values(rows, workload, baseline, metric))
                     if not math.isnan(r.ratio):
-                        ratio = f"{r.ratio:.2f}× {_interval(r.ci_low, r.ci_high)}"
+                        ratio = f"{r.ratio:.2f}× {interval(r.ci_low, r.ci_high, r.n)}"
                 table.append({"metric": metric, "runtime": runtime_label(runtime, emulated),
                               "unit": _unit(mine, metric), "median": _number(summary.median),
-                              "ci": _interval(summary.ci_low, summary.ci_high, numbers=True),
+                              "ci": interval(summary.ci_low, summary.ci_high, summary.n, _number),
                               "n": summary.n, "ratio": ratio})
         notes = [f"{runtime_label(r, emulated)}: {e}" for r, e in
                  skips.loc[skips["workload"] == workload, ["runtime", "error"]]
@@ -155,10 +155,3 @@ def _number(value: float) -> str:
         return f"{value:,.0f}"
     return f"{value:.3g}"
 
-
-def _interval(low: float, high: float, numbers: bool = False) -> str:
-    if math.isnan(low) or math.isnan(high):
-        return "—"
-    if numbers:
-        return f"[{_number(low)}, {_number(high)}]"
-    return f"[{low:.2f}, {high:.2f}]"

@@ -109,7 +109,8 @@ def storage_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path 
             s = stats.summary(values)
             right.bar(i + offset, s.median, width=0.4, color=colour,
                       label=label if i == 0 else None,
-                      yerr=[[s.median - s.ci_low], [s.ci_high - s.median]] if s.n > 1 else None)
+                      yerr=([[s.median - s.ci_low], [s.ci_high - s.median]]
+                            if s.n >= stats.MIN_N_FOR_CI else None))
             right.plot(np.full(len(values), i + offset), values, "k.", ms=4)
     right.set_xticks(range(len(runtimes)), [runtime_label(r, emulated) for r in runtimes],
                      rotation=20, ha="right")
@@ -195,8 +196,8 @@ def density_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path 
             ns = sorted(set(mine["tag.n"]))
             summaries = [stats.summary(mine.loc[mine["tag.n"] == n, "value"] / scale) for n in ns]
             med = [s.median for s in summaries]
-            err = np.array([[s.median - s.ci_low if s.n > 1 else 0 for s in summaries],
-                            [s.ci_high - s.median if s.n > 1 else 0 for s in summaries]])
+            err = np.array([[s.median - s.ci_low if s.n >= stats.MIN_N_FOR_CI else 0 for s in summaries],
+                            [s.ci_high - s.median if s.n >= stats.MIN_N_FOR_CI else 0 for s in summaries]])
             line = ax.errorbar(ns, med, yerr=err, fmt=style + "o", ms=4, capsize=3,
                                color=colours.get(r),
                                label=runtime_label(r, emulated) if style == "-" else None)
@@ -260,8 +261,8 @@ def allocation_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Pa
             sizes = sorted(set(mine["tag.memory_mib"]))
             summaries = [stats.summary(mine.loc[mine["tag.memory_mib"] == m, "value"] * 100)
                          for m in sizes]
-            err = np.array([[s.median - s.ci_low if s.n > 1 else 0 for s in summaries],
-                            [s.ci_high - s.median if s.n > 1 else 0 for s in summaries]])
+            err = np.array([[s.median - s.ci_low if s.n >= stats.MIN_N_FOR_CI else 0 for s in summaries],
+                            [s.ci_high - s.median if s.n >= stats.MIN_N_FOR_CI else 0 for s in summaries]])
             line = ax.errorbar(sizes, [s.median for s in summaries], yerr=err, fmt=style + "o",
                                ms=4, capsize=3, color=colours.get(r),
                                label=f"{runtime_label(r, emulated)} ({phase})")

@@ -1,10 +1,14 @@
 """Verdicts on the claims cvbench exists to check (DESIGN.md §1): pure functions, no I/O.
 
-Each claim gets one of four verdicts, and the numbers behind it. A claim is
+Each claim gets one of five verdicts, and the numbers behind it. A claim is
 "supported" or "contradicted" only where the bootstrap 95% CI of a ratio of
-medians excludes 1.0; a ratio whose interval includes 1.0 makes the claim
-"inconclusive", since the run cannot tell the two sides apart. A claim the run
-has no records for is "not measured", with the scenario that would measure it.
+medians excludes 1.0, every runtime class the claim names was measured, and each
+side has at least MIN_N_CLAIM instances: a percentile bootstrap from 3 values
+covers the truth about 90% of the time, from 5 about 95% (DESIGN.md §7). Fewer
+make it "inconclusive" (n too small), and so does a ratio whose interval includes
+1.0. A VM that ran emulated (TCG) says nothing about a VM on KVM: such a claim is
+at most "indicative". A claim the run has no records for is "not measured", with
+the scenario that would measure it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from bench.report.data import (
     complete,
     emulated_runtimes,
     in_order,
+    interval,
     measured,
     memory_workload,
     runtime_label,
@@ -31,7 +36,10 @@ from bench.report.data import (
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
 INCONCLUSIVE = "inconclusive"
+INDICATIVE = "indicative"
 NOT_MEASURED = "not measured"
+
+MIN_N_CLAIM = 5  # measured instances per side before a claim can be supported or contradicted
 
 CONTAINER_KINDS = ("docker",)
 VM_KINDS = ("qemu",)
@@ -40,6 +48,7 @@ VM_KINDS = ("qemu",)
 OWN_KERNEL_OCI_RUNTIMES = ("runsc", "kata")
 
 EMULATED_NOTE = "VM emulated: the VM side measures emulation (QEMU TCG), not a VM on KVM."
+OWN_KERNEL_NOTE = "gVisor (runsc) or Kata"
 PSS_VIEW = "PSS of the instance's host processes, shims, sandbox and VMM included"
 BASE_SCENARIOS = "scenarios/smoke.toml or scenarios/default.toml"
 
@@ -60,8 +69,8 @@ class Comparison:
 
     def describe(self) -> str:
         unit = _unit(self.metric)
-        return (f"{self.runtime} / {self.reference}: {self.ratio.ratio:.3g}× "
-                f"[{self.ratio.ci_low:.3g}, {self.ratio.ci_high:.3g}]; medians "
+        ci = interval(self.ratio.ci_low, self.ratio.ci_high, self.ratio.n, lambda v: f"{v:.3g}")
+        return (f"{self.runtime} / {self.reference}: {self.ratio.ratio:.3g}× {ci}; medians "
                 f"{_scaled(self.median, unit):.3g} vs {_scaled(self.reference_median, unit):.3g} "
                 f"{unit} (n {self.n} vs {self.reference_n}; {self.metric}, {self.workload})")
 
@@ -88,7 +97,7 @@ def all_verdicts(frame: pd.DataFrame, environment: dict | None = None) -> list[V
         startup_verdict(alone, emulated),
         memory_verdict(alone, emulated),
         cpu_verdict(alone, emulated),
-        kernel_verdict(alone, environment),
+        kernel_verdict(alone, environment, emulated),
         allocation_verdict(alone, emulated),
         isolation_verdict(frame, emulated),
         storage_verdict(alone),
@@ -168,6 +177,9 @@ def _container_vs_vm_verdict(claim: str, frame: pd.DataFrame, rows: pd.DataFrame
     elif above:
         status, reason = CONTRADICTED, (f"the container costs more {what} than the VM for "
                                         f"{_pairs(above)} (ratio CI above 1).")
+    elif no_interval := [c for c in comparisons if math.isnan(c.ratio.ci_low)]:
+        status, reason = INCONCLUSIVE, (f"{what} measured, but too few values for a 95% CI of "
+                                        f"the ratio for {_pairs(no_interval)}.")
     else:
         unclear = [c for c in comparisons if c not in below]
         status, reason = INCONCLUSIVE, (f"measured, but the 95% CI of the ratio includes 1 (no "
@@ -175,8 +187,9 @@ def _container_vs_vm_verdict(claim: str, frame: pd.DataFrame, rows: pd.DataFrame
     left_out = [r for r in _runtimes_of(frame, CONTAINER_KINDS + VM_KINDS)
                 if r not in set(rows["runtime"])]
     notes = tuple(f"{r}: no {metric} value on {workload}" for r in left_out)
-    return Verdict(claim, status, _with_emulation(reason, rows, emulated), tuple(comparisons),
-                   notes)
+    smallest = min(min(c.n, c.reference_n) for c in comparisons)
+    return _settled(Verdict(claim, status, reason, tuple(comparisons), notes), smallest,
+                    _vm_emulated(rows, emulated))
 
 
 def _not_measured(claim: str, rows: pd.DataFrame, metric: str, where: str, hint: str) -> Verdict:
@@ -213,7 +226,7 @@ def _longest_lived_workload_of_both_sides(rows: pd.DataFrame) -> str | None:
 # -- d: who shares the host's kernel -----------------------------------------------------------
 
 
-def kernel_verdict(frame: pd.DataFrame, environment: dict) -> Verdict:
+def kernel_verdict(frame: pd.DataFrame, environment: dict, emulated: set[str] = frozenset()) -> Verdict:
     claim = "Containers share the host kernel; VMs and gVisor do not"
     rows = _metric_rows(frame, "kernel.shared_with_host")
     if rows.empty:
@@ -221,7 +234,7 @@ def kernel_verdict(frame: pd.DataFrame, environment: dict) -> Verdict:
                        "kernel.shared_with_host (runs made before cvbench recorded it); any "
                        f"scenario measures it, e.g. {BASE_SCENARIOS}.")
     host_kernel = (environment.get("host") or {}).get("kernel") or "not recorded"
-    notes, unexpected = [], []
+    notes, unexpected, classes, instances = [], [], {}, {}
     for runtime in in_order(rows["runtime"]):
         mine = rows[rows["runtime"] == runtime]
         expected = _expects_host_kernel(mine, runtime, environment)
@@ -229,19 +242,36 @@ def kernel_verdict(frame: pd.DataFrame, environment: dict) -> Verdict:
         releases = in_order(mine["tag.kernel_release"]) if "tag.kernel_release" in mine else []
         if seen != {1.0 if expected else 0.0}:
             unexpected.append(runtime)
+        kind = mine["kind"].iloc[0]
+        if kind != "native":
+            classes.setdefault(_kernel_class(kind, expected), []).append(runtime)
+            # repetitions of one cell: instances of different workloads are one look each
+            instances[runtime] = int(mine.groupby("workload").size().max())
         notes.append(f"{runtime}: {_kernel_observation(seen)} in {len(mine)} instances, kernel "
                      f"{', '.join(map(str, releases)) or 'not recorded'} (expected: "
                      f"{'the host kernel' if expected else 'its own kernel'})")
     notes.append(f"host kernel: {host_kernel}")
-    if unexpected:
-        return Verdict(claim, CONTRADICTED, f"{', '.join(unexpected)} did not run on the kernel "
-                       "expected of its kind.", notes=tuple(notes))
-    missing = [side for side, kinds in (("container", CONTAINER_KINDS), ("VM", VM_KINDS))
-               if not _runtimes_of(rows, kinds)]
-    reason = "every runtime ran on the kernel expected of its kind."
+    missing = [name for name in KERNEL_CLASSES if name not in classes]
     if missing:
-        reason += f" This run has no {' and no '.join(missing)} runtime to check."
-    return Verdict(claim, SUPPORTED, reason, notes=tuple(notes))
+        return Verdict(claim, NOT_MEASURED, f"not measured: this run has no {' and no '.join(missing)} "
+                       f"runtime; {BASE_SCENARIOS} run all of them.", notes=tuple(notes))
+    if unexpected:
+        status, reason = CONTRADICTED, (f"{', '.join(unexpected)} did not run on the kernel "
+                                        "expected of its kind.")
+    else:
+        status, reason = SUPPORTED, "every runtime ran on the kernel expected of its kind."
+    return _settled(Verdict(claim, status, reason, notes=tuple(notes)), min(instances.values()),
+                    _vm_emulated(rows, emulated))
+
+
+# The runtime classes the kernel claim names, by kind and the kernel expected of it
+KERNEL_CLASSES = ("container", "gVisor", "VM")
+
+
+def _kernel_class(kind: str, expects_host_kernel: bool) -> str:
+    if kind in VM_KINDS:
+        return "VM"
+    return "container" if expects_host_kernel else "gVisor"
 
 
 def _expects_host_kernel(rows: pd.DataFrame, runtime: str, environment: dict) -> bool:
@@ -301,7 +331,9 @@ def allocation_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
         status, reason = INCONCLUSIVE, ("measured, but the 95% CIs of the growth ratios do not "
                                         "separate VMs from containers.")
     comparisons = tuple(growth[r] for r in containers + vms)
-    return Verdict(claim, status, _with_emulation(reason, rows, emulated), comparisons, notes)
+    smallest = min(min(c.n, c.reference_n) for c in comparisons)
+    return _settled(Verdict(claim, status, reason, comparisons, notes), smallest,
+                    _vm_emulated(rows, emulated))
 
 
 def _retained_verdict(claim: str, rows: pd.DataFrame, emulated: set[str]) -> Verdict | None:
@@ -338,7 +370,8 @@ def _retained_verdict(claim: str, rows: pd.DataFrame, emulated: set[str]) -> Ver
     else:
         status, reason = INCONCLUSIVE, ("measured, but the 95% CIs of what is kept after touch "
                                         "and free do not separate VMs from containers.")
-    return Verdict(claim, status, _with_emulation(reason, rows, emulated), notes=notes)
+    return _settled(Verdict(claim, status, reason, notes=notes),
+                    min(summaries[r].n for r in containers + vms), _vm_emulated(rows, emulated))
 
 
 def _growth(rows: pd.DataFrame, runtime: str, sizes: list, emulated: set[str]) -> Comparison:
@@ -393,7 +426,9 @@ def isolation_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
     notes = tuple(f"VM lost less: {p}" for p in vm_better) + \
         tuple(f"container lost less: {p}" for p in container_better)
     rows = frame[frame["runtime"].isin({x.runtime for x in found})]
-    return Verdict(claim, status, _with_emulation(reason, rows, emulated), notes=notes)
+    smallest = min(min(x.n_alone, x.n_beside) for x in containers + vms)
+    return _settled(Verdict(claim, status, reason, notes=notes), smallest,
+                    _vm_emulated(rows, emulated))
 
 
 # -- g: storage --------------------------------------------------------------------------------
@@ -506,11 +541,24 @@ def _first_tag(rows: pd.DataFrame, name: str):
     return values[0] if values else None
 
 
-def _with_emulation(reason: str, rows: pd.DataFrame, emulated: set[str]) -> str:
-    """The reason, with a warning when one of the VMs compared in rows was emulated."""
-    if emulated & set(_runtimes_of(rows, VM_KINDS)):
-        return f"{reason} {EMULATED_NOTE}"
-    return reason
+def _vm_emulated(rows: pd.DataFrame, emulated: set[str]) -> bool:
+    """Whether one of the VMs in rows ran under emulation."""
+    return bool(emulated & set(_runtimes_of(rows, VM_KINDS)))
+
+
+def _settled(verdict: Verdict, smallest_n: int, vm_emulated: bool) -> Verdict:
+    """What the data can hold: a verdict from fewer than MIN_N_CLAIM instances on a side is
+    inconclusive, one against an emulated VM indicative; the reason keeps which way it leaned."""
+    status, reason = verdict.status, verdict.reason
+    if status in (SUPPORTED, CONTRADICTED, INCONCLUSIVE) and smallest_n < MIN_N_CLAIM:
+        lean = f" It leans {status}: {reason}" if status != INCONCLUSIVE else f" {reason}"
+        status, reason = INCONCLUSIVE, (f"n too small: {smallest_n} measured instance(s) on a "
+                                        f"side, fewer than the {MIN_N_CLAIM} a claim needs.{lean}")
+    elif status in (SUPPORTED, CONTRADICTED) and vm_emulated:
+        status, reason = INDICATIVE, f"{status} on an emulated VM only: {reason}"
+    if vm_emulated:
+        reason = f"{reason} {EMULATED_NOTE}"
+    return Verdict(verdict.claim, status, reason, verdict.comparisons, verdict.notes)
 
 
 def _pairs(comparisons: list[Comparison]) -> str:

@@ -52,16 +52,17 @@ def compare_runs(base: Path, new: Path, thresholds=None, markdown=None, json_out
     console = Console(width=None if sys.stdout.isatty() else 150)
     for note in notes:
         console.print(f"[yellow]warning:[/yellow] {note}")
-    table = Table(title=f"{base} -> {new}")
+    table = Table(title=f"{base} -> {new}: gated metrics (all of them in --json and --markdown)")
     for column in ("cell", "metric", "base", "new", "change [95% CI]", "p", "verdict"):
         table.add_column(column)
-    style = {"regression": "bold red", "improvement": "green"}
-    for c in changes:
-        if c.verdict == "not gated":
-            continue  # in --json and --markdown; the terminal shows what is judged
-        table.add_row(c.cell, c.metric, compare._num(c.base_median), compare._num(c.new_median),
-                      f"{compare._pct(c.change)} [{compare._pct(c.ci_low)}, {compare._pct(c.ci_high)}]",
-                      compare._num(c.p_value), c.verdict, style=style.get(c.verdict))
+    style = {"regression": "bold red", "improvement": "green", "unjudged": "yellow"}
+    for c in sorted(changes, key=lambda c: compare.ORDER[c.verdict]):
+        if not c.gated and c.verdict != "changed":
+            continue
+        metric = c.metric + (" (overhead)" if c.basis == "native" else "")
+        table.add_row(c.cell, metric, compare._num(c.base_median), compare._num(c.new_median),
+                      compare.change_text(c), compare._num(c.p_value), c.verdict,
+                      style=style.get(c.verdict))
     console.print(table)
     if markdown:
         Path(markdown).write_text(compare.to_markdown(changes, str(base), str(new), notes))
@@ -70,8 +71,13 @@ def compare_runs(base: Path, new: Path, thresholds=None, markdown=None, json_out
     regressions = [c for c in changes if c.verdict == "regression"]
     for c in regressions:
         console.print(f"[bold red]regression[/bold red] {c.cell} {c.metric}: {c.reason}")
+    unjudged = [c for c in changes if c.verdict == "unjudged"]
+    if unjudged:
+        console.print(f"[yellow]warning:[/yellow] {len(unjudged)} gated metric(s) not judged, too "
+                      "few values (fewer than 2 a side): the gate says nothing about them")
     console.print(f"{len(regressions)} regression(s), "
-                  f"{sum(c.verdict == 'improvement' for c in changes)} improvement(s)")
+                  f"{sum(c.verdict == 'improvement' for c in changes)} improvement(s) over "
+                  f"{sum(c.gated for c in changes)} gated metrics")
     return 1 if regressions else 0
 
 
@@ -80,24 +86,44 @@ def cmd_compare(args) -> int:
 
 
 def cmd_regress(args) -> int:
+    """Run, gate against this machine's baseline; a run becomes the baseline only when every
+    cell measured and the gate passed (the first run: when every cell measured), or by hand
+    with --promote-run."""
     from bench import regress
     from bench.runner import Runner
     from bench.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
+    if args.promote_run:
+        if not (Path(args.promote_run) / "records.jsonl").exists():
+            raise UserError(f"{args.promote_run}: no records.jsonl here",
+                            fix="pass a folder written by cvbench run")
+        target = regress.promote(Path(args.promote_run), scenario.name, args.store)
+        print(f"promoted {args.promote_run} by hand to {target}")
+        return 0
     baseline = regress.baseline_dir(scenario.name, args.store)
     runner = Runner(scenario, args.out)
     code = runner.run()
     if code not in (0, 1):
         return code
     if not (baseline / "records.jsonl").exists():
+        if code != 0:
+            print(f"no baseline for {scenario.name} yet, and cells failed in this run: not "
+                  "made the baseline (cvbench regress --promote-run DIR makes one by hand)")
+            return code
         print(f"no baseline for {scenario.name} on this machine yet: "
               f"{regress.promote(runner.out_dir, scenario.name, args.store)} is now the baseline")
         return code
     verdict = compare_runs(baseline, runner.out_dir, args.thresholds,
                            runner.out_dir / "compare.md", runner.out_dir / "compare.json")
     if args.promote:
-        print(f"promoted {runner.out_dir} to {regress.promote(runner.out_dir, scenario.name, args.store)}")
+        if verdict or code:
+            print(f"not promoted: {runner.out_dir} did not pass the gate "
+                  f"({'regressions' if verdict else 'failed cells'}); "
+                  "cvbench regress --promote-run DIR promotes a run by hand")
+        else:
+            print(f"promoted {runner.out_dir} to "
+                  f"{regress.promote(runner.out_dir, scenario.name, args.store)}")
     return max(verdict, code)
 
 
@@ -160,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     regress.add_argument("scenario", nargs="?", default="scenarios/regress.toml")
     regress.add_argument("--out", type=Path, help="results folder of the new run")
     regress.add_argument("--thresholds", type=Path, default=None)
-    regress.add_argument("--promote", action="store_true", help="make this run the new baseline")
+    regress.add_argument("--promote", action="store_true",
+                         help="make this run the new baseline if it passes the gate")
+    regress.add_argument("--promote-run", type=Path, metavar="DIR",
+                         help="make the run in DIR the baseline by hand, without running")
     regress.add_argument("--store", type=Path, default=Path(".benchmarks/cvbench"),
                          help="where baselines are kept, one folder per machine")
     regress.set_defaults(func=cmd_regress)

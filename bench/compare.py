@@ -1,8 +1,26 @@
 """A/B comparison of two runs: which cells got worse, by how much, and how sure we are.
 
-A change is a regression only when it is statistically significant (Mann-Whitney U,
-p < alpha) AND larger than a noise floor, in the direction that is worse for the
-metric; per-metric floors and absolute bounds come from a thresholds file.
+What the gate judges, and why:
+- Cells are matched on their name and on every tag that defines a condition (the
+  aggressor beside a victim, N and k of a density step, the phase and size of an
+  allocation), so different conditions are never pooled.
+- Gated is what a cell is about: its workload's main metric; in a cell without one (noop,
+  idle) the time to READY and the PSS of the instance. Every other metric is compared and
+  shown, never failed on; a thresholds file can gate more, or fewer. Each gated test
+  costs the others power (below), so the family stays small.
+- A container's or VM's workload metric is judged as its overhead: divided by the median
+  of the native cell of the same workload in the same run. Native and the others run
+  interleaved, so a host that got slower or busier between the two runs slows both, and
+  the ratio cancels that drift; a change of the runtime does not cancel. Native cells,
+  the reference, and startup and memory, which do not scale with the host's speed the
+  way work does, are judged on their raw values.
+- A change is a regression when the two-sided Mann-Whitney U test rejects "no change"
+  at the family-wise level alpha, corrected for the number of gated tests (Holm), AND
+  the median moved beyond the noise floor `min_change` in the metric's worse direction.
+  Without the correction some 80 metrics tested at p < 0.01 fail a run compared with a
+  rerun of itself about half the time.
+- Broken is a regression too: a cell that measured in BASE and failed in NEW, a gated
+  metric that NEW lost, or far fewer values than BASE had.
 """
 
 from __future__ import annotations
@@ -10,42 +28,57 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
 from bench import stats
 from bench.errors import UserError
 from bench.params import Param
-from bench.results import aggressor_column
 
 LOWER_IS_BETTER = ("startup.", "mem.", "cpu.")
 # Costs per unit of work: less is better, though their names end in neither _s nor _bytes
 LOWER_IS_BETTER_WORKLOAD = ("workload.ns_per_syscall", "workload.cpu_s_per_kevent")
-# Echoes of the scenario or of the instance rather than performance.
+# Echoes of the scenario or of the instance rather than performance; what the host did
+# around it (drift, the full copy a storage run contrasts with); the aggressor's side.
 NOT_GATED = ("workload.exit_code", "workload.time_s", "workload.events", "kernel.shared_with_host",
-             "workload.syscalls", "workload.bytes")
+             "workload.syscalls", "workload.bytes", "density.background_drift_bytes",
+             "storage.full_copy_bytes", "storage.full_copy_s")
+NOT_GATED_PREFIXES = ("aggressor.",)
+# More is better, though the name does not say per second
+HIGHER_IS_BETTER = ("workload.iops", "density.reached_n")
+# Gated in a cell whose workload has no main metric (noop, idle: startup and footprint)
+GATED_WITHOUT_MAIN = ("startup.ready_s", "mem.pss_bytes")
+# Tags whose values make another condition of the same cell
+CONDITION_TAGS = ("aggressor", "n", "k", "phase", "memory_mib", "touch_mib")
+# NEW has "far fewer" values when it has less than this share of BASE's
+FEWER_VALUES = 0.5
+SKIPPED = "skipped: "
 
 SETTINGS = {
-    "alpha": Param(float, 0.01, "significance level of the Mann-Whitney U test"),
+    "alpha": Param(float, 0.01, "family-wise significance level over all gated tests (Holm)"),
     "min_change": Param(float, 0.05, "relative change below which nothing is a regression"),
 }
 METRIC_SETTINGS = {
-    **SETTINGS,
+    "min_change": SETTINGS["min_change"],
     "max": Param(float, None, "absolute upper bound on the new median"),
     "min": Param(float, None, "absolute lower bound on the new median"),
+    "gate": Param(bool, None, "whether a change of this metric can fail the gate"),
+    "basis": Param(str, None, "what is compared: native (the overhead, ratio to the run's "
+                   "native cell) or raw", choices=("native", "raw")),
 }
 
 
 def direction(metric: str) -> int | None:
     """+1 when higher is better, -1 when lower is better, None when not gated."""
-    if metric in NOT_GATED:
+    if metric in NOT_GATED or metric.startswith(NOT_GATED_PREFIXES):
         return None
     if metric in LOWER_IS_BETTER_WORKLOAD:
         return -1
-    if metric.endswith("_per_s") or metric == "workload.iops":
+    if metric.endswith("_per_s") or metric in HIGHER_IS_BETTER:
         return +1
     if metric.startswith(LOWER_IS_BETTER) or metric.endswith(("_s", "_bytes")):
         return -1
@@ -87,7 +120,7 @@ def _check(file: str, key: str, spec: dict[str, Param], value) -> None:
     name = key.rsplit(".", 1)[-1]
     if name not in spec:
         raise UserError(f"{file}: {key}: unknown key", fix=f"known keys: {', '.join(spec)}")
-    problem = Param(float, None, "").check(value)
+    problem = spec[name].check(value)
     if problem:
         raise UserError(f"{file}: {key}: {problem}", fix=spec[name].help)
 
@@ -101,57 +134,172 @@ class Change:
     n_new: int
     base_median: float
     new_median: float
-    change: float  # new/base - 1
+    change: float  # new/base - 1, of the overhead where basis is "native"
     ci_low: float
     ci_high: float
     p_value: float
-    verdict: str  # regression, improvement, unchanged, not gated, missing
+    verdict: str  # regression, improvement, unchanged, changed (not gated), not gated, missing
     reason: str
+    gated: bool = False
+    basis: str = "raw"  # "native": the overhead (value / the run's native median) was compared
 
 
-def _values(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[str, list[float]]]:
+@dataclass(frozen=True)
+class Sample:
+    """One cell's values of one metric in one run, and what the gate needs to know of them."""
+
+    unit: str
+    values: list[float]
+    workload: str
+    runtime: str
+    kind: str
+    condition: str
+    main: bool  # the workload's main metric
+    has_main: bool  # whether the cell's workload has a main metric at all
+
+
+def samples(frame: pd.DataFrame) -> dict[tuple[str, str], Sample]:
+    """(cell with its condition, metric) -> the measured values, warm-ups left out."""
     rows = frame[~frame["warmup"].eq(True) & frame["value"].notna()]
-    # A victim beside an aggressor is another cell than the victim alone
-    aggressor = aggressor_column(rows)
-    cells = rows["cell"] + aggressor.map(lambda name: f" beside {name}" if name else "")
-    return {key: (group["unit"].iloc[0], group["value"].tolist())
-            for key, group in rows.groupby([cells, rows["metric"]], sort=False)}
+    if rows.empty:
+        return {}
+    condition = _conditions(rows)
+    label = rows["cell"] + condition.map(lambda c: f" [{c}]" if c else "")
+    main = rows["tag.main_metric"] if "tag.main_metric" in rows else pd.Series("", index=rows.index)
+    out = {}
+    for (cell, metric), group in rows.groupby([label, rows["metric"]], sort=False):
+        first = group.iloc[0]
+        mains = main[group.index]
+        out[(cell, metric)] = Sample(first["unit"], group["value"].astype(float).tolist(),
+                                     first["workload"], first["runtime"], first["kind"],
+                                     condition[group.index[0]], bool((mains == metric).any()),
+                                     bool(mains.notna().any() and (mains != "").any()))
+    return out
+
+
+def _conditions(rows: pd.DataFrame) -> pd.Series:
+    """Per record, the condition tags that set it apart: "beside memhog", "n=4, k=2"."""
+    parts = []
+    for tag in CONDITION_TAGS:
+        column = f"tag.{tag}"
+        if column not in rows or tag == "memory_mib" and "tag.phase" not in rows:
+            continue  # memory_mib is the scenario's limit everywhere but in allocation runs
+        values = rows[column].map(lambda v: "" if v is None or v == "none" or v != v else v)
+        prefix = "beside " if tag == "aggressor" else f"{tag}="
+        parts.append(values.map(lambda v, p=prefix: f"{p}{_tag_text(v)}" if v != "" else ""))
+    if not parts:
+        return pd.Series("", index=rows.index)
+    return pd.concat(parts, axis=1).apply(lambda r: ", ".join(x for x in r if x), axis=1)
+
+
+def _tag_text(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def compare_frames(base: pd.DataFrame, new: pd.DataFrame, thresholds: Thresholds) -> list[Change]:
-    base_values, new_values = _values(base), _values(new)
+    """Every (cell, metric) of either run, judged; gated tests Holm-corrected together."""
+    base_samples, new_samples = samples(base), samples(new)
     changes = []
-    for key in dict.fromkeys([*base_values, *new_values]):
+    for key in dict.fromkeys([*base_samples, *new_samples]):
         cell, metric = key
-        if key not in base_values or key not in new_values:
-            changes.append(_missing(cell, metric, base_values.get(key), new_values.get(key)))
+        a, b = base_samples.get(key), new_samples.get(key)
+        is_gated = gated(metric, a or b, thresholds)
+        if a is None or b is None:
+            changes.append(_missing(cell, metric, a, b, is_gated, _failure(new, cell)))
             continue
-        unit, a = base_values[key]
-        _, b = new_values[key]
-        changes.append(compare_samples(cell, metric, unit, a, b, thresholds))
-    return changes
+        basis = thresholds.get(metric, "basis") or ("native" if metric.startswith("workload.") else "raw")
+        references = (_reference(base_samples, a, metric), _reference(new_samples, b, metric))
+        use = basis == "native" and all(references)
+        changes.append(compare_samples(cell, metric, a.unit, a.values, b.values, thresholds,
+                                       is_gated, tuple(r.values for r in references) if use else None))
+    changes += _new_failures(base, new, changes)
+    return holm(changes, thresholds)
 
 
-def _missing(cell: str, metric: str, base, new) -> Change:
-    """A cell that started in the base run but not in the new one has broken: a regression.
-    Other gaps (a new cell, a memory view that could not be sampled) are reported only."""
-    unit = (base or new)[0]
+def gated(metric: str, sample: Sample, thresholds: Thresholds) -> bool:
+    """Whether a change of metric in sample's cell can fail the gate."""
+    if direction(metric) is None:
+        return False
+    chosen = thresholds.get(metric, "gate")
+    if chosen is not None:
+        return chosen
+    return sample.main or (not sample.has_main and metric in GATED_WITHOUT_MAIN)
+
+
+def _reference(found: dict[tuple[str, str], Sample], sample: Sample, metric: str) -> Sample | None:
+    """The native cell of the same workload and condition in the same run; None for a native
+    cell itself, or where the run has none."""
+    if sample.kind == "native":
+        return None
+    for (_, other_metric), other in found.items():
+        if (other_metric == metric and other.kind == "native" and other.workload == sample.workload
+                and other.condition == sample.condition):
+            return other
+    return None
+
+
+def _failure(frame: pd.DataFrame, cell: str) -> str | None:
+    """The error that ended cell in frame (skips aside), or None."""
+    name = cell.split(" [")[0]
+    failed = frame[(frame["cell"] == name) & frame["error"].notna()
+                   & ~frame["error"].astype(str).str.startswith(SKIPPED)
+                   & ~frame["metric"].astype(str).str.startswith("mem.")]
+    return str(failed["error"].iloc[0]) if not failed.empty else None
+
+
+def _missing(cell: str, metric: str, base: Sample | None, new: Sample | None, gated: bool,
+             failure: str | None) -> Change:
+    """A gated metric BASE had and NEW lost is a regression (the cell failed, or stopped
+    measuring it). Other gaps (a new cell, an ungated metric) are reported only."""
+    unit = (base or new).unit
     side = "new" if base else "base"
-    broke = metric == "startup.ready_s" and side == "new"
+    broke = gated and side == "new"
+    if broke:
+        reason = f"the cell failed in the new run: {failure}" if failure else \
+            "the new run has no value of this gated metric"
+    else:
+        reason = f"no values in the {side} run"
     nan = math.nan
-    return Change(cell, metric, unit, len(base[1]) if base else 0, 0, nan, nan, nan, nan, nan, nan,
-                  "regression" if broke else "missing",
-                  "the cell failed in the new run" if broke else f"no values in the {side} run")
+    return Change(cell, metric, unit, len(base.values) if base else 0,
+                  len(new.values) if new else 0, nan, nan, nan, nan, nan, nan,
+                  "regression" if broke else "missing", reason, gated)
+
+
+def _new_failures(base: pd.DataFrame, new: pd.DataFrame, changes: list[Change]) -> list[Change]:
+    """Cells that failed in some instances of NEW but in none of BASE, where no gated metric
+    already says so: a cell that breaks now and then is broken."""
+    named = {c.cell.split(" [")[0] for c in changes if c.verdict == "regression"}
+    out = []
+    for cell in dict.fromkeys(new["cell"]):
+        error = _failure(new[~new["warmup"].eq(True)], cell)
+        if cell in named or error is None or _failure(base[~base["warmup"].eq(True)], cell):
+            continue
+        nan = math.nan
+        out.append(Change(cell, "instances", "1", 0, 0, nan, nan, nan, nan, nan, nan,
+                          "regression", f"instances failed in the new run, none in the base: {error}",
+                          True))
+    return out
 
 
 def compare_samples(cell: str, metric: str, unit: str, base: list[float], new: list[float],
-                    thresholds: Thresholds) -> Change:
+                    thresholds: Thresholds, gated: bool = True,
+                    references: tuple[list[float], list[float]] | None = None) -> Change:
+    """One metric of one cell, before correction for the other tests (holm() does that).
+
+    With references (the native values of BASE and NEW) the values compared are the
+    overhead: each run's values divided by its native median."""
+    base_median, new_median = float(np.median(base)), float(np.median(new))
+    basis = "raw"
+    if references is not None and np.median(references[0]) > 0 and np.median(references[1]) > 0:
+        base = list(np.asarray(base, float) / np.median(references[0]))
+        new = list(np.asarray(new, float) / np.median(references[1]))
+        basis = "native"
     ratio = stats.ratio_ci(new, base)
     change, low, high = ratio.ratio - 1, ratio.ci_low - 1, ratio.ci_high - 1
     p = _p_value(base, new)
-    base_median, new_median = float(pd.Series(base).median()), float(pd.Series(new).median())
     made = lambda verdict, reason: Change(cell, metric, unit, len(base), len(new), base_median,  # noqa: E731
-                                          new_median, change, low, high, p, verdict, reason)
+                                          new_median, change, low, high, p, verdict, reason,
+                                          gated, basis)
     sign = direction(metric)
     bound_max, bound_min = thresholds.get(metric, "max"), thresholds.get(metric, "min")
     if bound_max is not None and new_median > bound_max:
@@ -160,23 +308,67 @@ def compare_samples(cell: str, metric: str, unit: str, base: list[float], new: l
         return made("regression", f"median {new_median:.4g} below the bound {bound_min:.4g}")
     if sign is None:
         return made("not gated", "not a performance metric")
-    alpha, floor = thresholds.get(metric, "alpha"), thresholds.get(metric, "min_change")
-    if math.isnan(change) or math.isnan(p) or p >= alpha:
-        return made("unchanged", f"p = {p:.3g} (not below {alpha:g})")
-    if abs(change) < floor:
-        return made("unchanged", f"significant but {abs(change):.1%} is under the {floor:.0%} floor")
-    worse = (change > 0) == (sign < 0)
-    return made("regression" if worse else "improvement",
-                f"{change:+.1%} with p = {p:.3g} (< {alpha:g}), beyond the {floor:.0%} floor")
+    if gated and len(new) < FEWER_VALUES * len(base):
+        return made("regression", f"{len(new)} values against {len(base)} in the base run: "
+                    "instances failed or were lost")
+    if math.isnan(p):
+        return made("unjudged", f"too few values to test ({len(base)} vs {len(new)}; 2 a side "
+                    "at least)")
+    return made("unchanged", f"p = {p:.3g}")  # holm() decides the rest
+
+
+def holm(changes: list[Change], thresholds: Thresholds) -> list[Change]:
+    """Holm-Bonferroni over the gated tests, a family per alpha: the k-th smallest p-value
+    (from 0) is significant when it and every smaller one are below alpha / (m - k). Then
+    a significant change beyond the noise floor is a regression or an improvement; an
+    ungated one is only "changed"."""
+    alpha = thresholds.alpha
+    tested = [i for i, c in enumerate(changes) if c.verdict == "unchanged" and c.gated]
+    order = sorted(tested, key=lambda i: changes[i].p_value)
+    significant, m = set(), len(order)
+    for k, i in enumerate(order):
+        if changes[i].p_value >= alpha / (m - k):
+            break
+        significant.add(i)
+    out = list(changes)
+    for i, c in enumerate(changes):
+        if c.verdict != "unchanged":
+            continue
+        floor = thresholds.get(c.metric, "min_change")
+        holm_note = f" (Holm over {m} gated tests: below {alpha / max(m, 1):.2g} for the smallest)"
+        if not (i in significant if c.gated else c.p_value < alpha):
+            out[i] = replace(c, reason=f"p = {c.p_value:.3g}, not significant"
+                             + (holm_note if c.gated else ""))
+        elif abs(c.change) < floor:
+            out[i] = replace(c, reason=f"significant, but {abs(c.change):.1%} is under the "
+                             f"{floor:.0%} floor")
+        else:
+            worse = (c.change > 0) == (direction(c.metric) < 0)
+            verdict = ("regression" if worse else "improvement") if c.gated else "changed"
+            what = "overhead " if c.basis == "native" else ""
+            out[i] = replace(c, verdict=verdict, reason=f"{what}{c.change:+.1%} with p = "
+                             f"{c.p_value:.3g}, beyond the {floor:.0%} floor"
+                             + (f" (Holm over {m} gated tests)" if c.gated else "; not gated"))
+    return out
+
+
+# Up to this many values a side the exact distribution of U is cheap (20 ms at 60 vs 60)
+EXACT_UP_TO = 60
 
 
 def _p_value(base: list[float], new: list[float]) -> float:
-    """Two-sided Mann-Whitney U: no assumption of normality, exact for small samples."""
+    """Two-sided Mann-Whitney U: no assumption of normality. Exact where there are no ties
+    and the samples are small: the normal approximation that scipy would use from 9 values
+    on overstates p (1.8e-4 for 10 vs 10 fully apart, exactly 1.1e-5), and the gate's
+    corrected level needs the exact one."""
     if len(base) < 2 or len(new) < 2:
         return math.nan
-    if len(set(base) | set(new)) == 1:
+    values = set(base) | set(new)
+    if len(values) == 1:
         return 1.0
-    return float(mannwhitneyu(base, new, alternative="two-sided").pvalue)
+    exact = len(values) == len(base) + len(new) and max(len(base), len(new)) <= EXACT_UP_TO
+    return float(mannwhitneyu(base, new, alternative="two-sided",
+                              method="exact" if exact else "asymptotic").pvalue)
 
 
 def environment_differences(base_env: dict, new_env: dict) -> list[str]:
@@ -203,20 +395,32 @@ def refusal(base_env: dict, new_env: dict) -> str | None:
     return None
 
 
+ORDER = {"regression": 0, "improvement": 1, "unjudged": 2, "missing": 3, "changed": 4,
+         "unchanged": 5, "not gated": 6}
+
+
 def to_markdown(changes: list[Change], base: str, new: str, notes: list[str]) -> str:
     regressions = [c for c in changes if c.verdict == "regression"]
     improvements = [c for c in changes if c.verdict == "improvement"]
+    gated = sum(c.gated for c in changes)
     head = (f"**cvbench compare**: {len(regressions)} regression(s), {len(improvements)} "
-            f"improvement(s) over {len(changes)} cell metrics\n\nbase `{base}` -> new `{new}`\n")
+            f"improvement(s) over {gated} gated of {len(changes)} cell metrics\n\n"
+            f"base `{base}` -> new `{new}`\n")
     lines = [head, *[f"> {note}" for note in notes], "",
              "| cell | metric | base | new | change [95% CI] | p | verdict |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
-    order = {"regression": 0, "improvement": 1, "missing": 2, "unchanged": 3, "not gated": 4}
-    for c in sorted(changes, key=lambda c: order[c.verdict]):
+    for c in sorted(changes, key=lambda c: ORDER[c.verdict]):
         mark = {"regression": "**regression**", "improvement": "improvement"}.get(c.verdict, c.verdict)
-        lines.append(f"| {c.cell} | {c.metric} | {_num(c.base_median)} | {_num(c.new_median)} | "
-                     f"{_pct(c.change)} [{_pct(c.ci_low)}, {_pct(c.ci_high)}] | {_num(c.p_value)} | {mark} |")
+        lines.append(f"| {c.cell} | {c.metric}{' (overhead)' if c.basis == 'native' else ''} | "
+                     f"{_num(c.base_median)} | {_num(c.new_median)} | {change_text(c)} | "
+                     f"{_num(c.p_value)} | {mark} |")
     return "\n".join(lines) + "\n"
+
+
+def change_text(c: Change) -> str:
+    if c.n_base < stats.MIN_N_FOR_CI or c.n_new < stats.MIN_N_FOR_CI:
+        return f"{_pct(c.change)} (n < {stats.MIN_N_FOR_CI})"
+    return f"{_pct(c.change)} [{_pct(c.ci_low)}, {_pct(c.ci_high)}]"
 
 
 def to_json(changes: list[Change]) -> str:

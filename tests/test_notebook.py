@@ -32,4 +32,5 @@ def test_overhead_notebook_runs_without_errors(golden, monkeypatch):
     assert not errors
     outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
     assert any("image/png" in output.get("data", {}) for output in outputs)  # the plots drew
-    assert any("supported" in str(output.get("data", {})) for output in outputs)  # verdicts
+    # the verdicts: 3 repetitions are too few for any claim
+    assert any("n too small" in str(output.get("data", {})) for output in outputs)

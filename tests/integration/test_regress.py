@@ -42,7 +42,7 @@ def test_gate_passes_a_repeat_and_catches_a_slowdown(tmp_path):
     hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"], start_new_session=True)
             for _ in range(4 * os.cpu_count())]
     try:
-        slowed = cvbench("regress", *args, "--out", tmp_path / "c", timeout=300)
+        slowed = cvbench("regress", *args, "--out", tmp_path / "c", "--promote", timeout=300)
     finally:
         for hog in hogs:
             hog.kill()
@@ -51,3 +51,10 @@ def test_gate_passes_a_repeat_and_catches_a_slowdown(tmp_path):
     changes = json.loads((tmp_path / "c" / "compare.json").read_text())
     throughput = next(c for c in changes if c["metric"] == "workload.events_per_s")
     assert throughput["verdict"] == "regression" and throughput["change"] < -0.3
+    # A run that failed the gate never becomes the baseline, --promote or not
+    assert "not promoted" in slowed.stdout
+    baseline = next(store.glob("*/gate"))
+    assert (baseline / "records.jsonl").read_text() == (tmp_path / "a" / "records.jsonl").read_text()
+    by_hand = cvbench("regress", scenario, "--store", store, "--promote-run", tmp_path / "c")
+    assert by_hand.returncode == 0 and "promoted" in by_hand.stdout, by_hand.stderr
+    assert (baseline / "records.jsonl").read_text() == (tmp_path / "c" / "records.jsonl").read_text()

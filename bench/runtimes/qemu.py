@@ -29,6 +29,8 @@ ACCEL_CACHE = CACHE / "accel.json"
 TAP_NET = ipaddress.ip_network("10.213.0.0/16")
 TAP_LINKS = TAP_NET.num_addresses // 4
 TAP_PREFIX = "cvb"
+# QEMU's -drive cache modes; the first two open the host file with O_DIRECT
+DISK_CACHES = ("none", "directsync", "writeback", "writethrough", "unsafe")
 KERNEL_ARGS = "console=ttyS0 root=/dev/vda rw quiet panic=-1 init=/opt/cvbench/agent"
 
 
@@ -72,9 +74,11 @@ class QemuRuntime(Runtime):
         # its memory it grew past 500 MiB here and the VM was OOM-killed in its cgroup
         "tcg_tb_size_mib": Param(int, 128, "TCG translation cache size (emulation only)"),
         "probe_timeout_s": Param(float, 60.0, "how long auto waits for a KVM guest to boot"),
-        # QEMU's default; "none" bypasses the host page cache, as production VMs often do
-        "disk_cache": Param(str, "writeback", "cache mode of the VM's disks",
-                            choices=("writeback", "none", "writethrough", "directsync", "unsafe")),
+        # auto: "none" for disk workloads, so the guest's direct I/O reaches the host disk
+        # (with QEMU's "writeback" it hits the host page cache); "writeback" otherwise
+        "disk_cache": Param(str, "auto", "cache mode of the VM's disks (auto: none for disk "
+                            "workloads, writeback for the others)",
+                            choices=("auto", *DISK_CACHES)),
     }
 
     def check(self) -> None:
@@ -97,7 +101,14 @@ class QemuRuntime(Runtime):
         return self.accel == "tcg"
 
     def tags(self) -> dict:
-        return {"accel": self.accel, "emulated": self.emulated, "machine": self.options["machine"]}
+        return {"accel": self.accel, "emulated": self.emulated, "machine": self.options["machine"],
+                "disk_cache": self.disk_cache(NO_NEEDS)}
+
+    def disk_cache(self, needs: Needs) -> str:
+        """The cache mode of this instance's disks."""
+        if self.options["disk_cache"] != "auto":
+            return self.options["disk_cache"]
+        return "none" if needs.scratch or needs.volume_mib else "writeback"
 
     def serve_bind(self, needs: Needs) -> str:
         # the guest's own interface: reached only through hostfwd from 127.0.0.1, or over
@@ -137,15 +148,16 @@ class QemuRuntime(Runtime):
             inst.tags["memory_headroom_mib"] = headroom
             run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.context.image.disk),
                       "-F", "raw", str(inst.overlay)])
-            net = self._tap(inst) if needs.direct_net else self._network(port) if needs.serves else []
-            argv = self._argv(instance, command, limits, accel, inst.overlay, inst.qmp_socket,
-                              needs, inst.tags.get("guest_net")) + net
-            if needs.volume_mib:
-                argv += self._volume(inst, needs.volume_mib)
+            inst.tags["disk_cache"] = cache = self.disk_cache(needs)
             if needs.scratch or needs.volume_mib:
                 inst.tags.update(disk_backing="virtio-blk, qcow2 overlay" if needs.scratch
                                  else "virtio-blk, raw ext4 file on the host",
-                                 disk_cache=self.options["disk_cache"])
+                                 host_page_cache=cache not in DISK_CACHES[:2])
+            net = self._tap(inst) if needs.direct_net else self._network(port) if needs.serves else []
+            argv = self._argv(instance, command, limits, accel, inst.overlay, inst.qmp_socket,
+                              needs, inst.tags.get("guest_net"), cache) + net
+            if needs.volume_mib:
+                argv += self._volume(inst, needs.volume_mib, cache)
             t_overlay = time.monotonic()
             inst.process = spawn(cgroup.enter_argv(argv))
             inst.lines = LineReader(pipe_chunks(inst.process), instance)
@@ -159,12 +171,12 @@ class QemuRuntime(Runtime):
                     raise RuntimeFailure(f"{instance}: QEMU reports KVM not enabled: {kvm}")
         return inst
 
-    def _volume(self, inst: VmInstance, size_mib: int) -> list[str]:
+    def _volume(self, inst: VmInstance, size_mib: int, cache: str) -> list[str]:
         """An extra raw ext4 disk: the guest agent mounts /dev/vdb on /mnt/volume."""
         disk = self.context.workdir / f"{inst.name}-volume.raw"
         inst.scratch.append(disk)
         run_tool(["mke2fs", "-q", "-F", "-t", "ext4", str(disk), f"{size_mib}M"])
-        return ["-drive", f"file={disk},if=none,id=volume,format=raw,cache={self.options['disk_cache']}",
+        return ["-drive", f"file={disk},if=none,id=volume,format=raw,cache={cache}",
                 "-device", f"{self._disk_device()},drive=volume"]
 
     def _network(self, port: int) -> list[str]:
@@ -192,7 +204,7 @@ class QemuRuntime(Runtime):
         return "virtio-blk-device" if self.options["machine"] == "microvm" else "virtio-blk-pci"
 
     def _argv(self, name, command, limits, accel, overlay, qmp_socket, needs: Needs,
-              guest_net: str | None = None) -> list[str]:
+              guest_net: str | None = None, cache: str = "writeback") -> list[str]:
         machine = self.options["machine"]
         image = self.context.image
         net = guest_net or "user"
@@ -207,7 +219,7 @@ class QemuRuntime(Runtime):
                                  *([f"cvbench.net={net}"] if needs.serves else []),
                                  *(["cvbench.volume=1"] if needs.volume_mib else []),
                                  *([f"cvbench.pids={limits.pids}"] if limits.pids else [])]),
-            "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache={self.options['disk_cache']}",
+            "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache={cache}",
             "-device", f"{self._disk_device()},drive=root",
             "-serial", "stdio",
             "-qmp", f"unix:{qmp_socket},server=on,wait=off",

@@ -78,10 +78,12 @@ class Workload:
 
 
 def _fork_command(p: dict) -> str:
-    # fork + exec + wait of /bin/true, timed by the guest's own clock
-    return (f"n={p['count']}; i=0; s=$(date +%s%N); "
+    # fork + exec + wait of /bin/true, timed by the guest's own clock. Reading the clock
+    # is itself a process ($(date)): the span s..e holds one such process besides the N,
+    # so a span c0..s of one clock read alone is printed for the parser to subtract.
+    return (f"n={p['count']}; i=0; c0=$(date +%s%N); s=$(date +%s%N); "
             "while [ $i -lt $n ]; do /bin/true; i=$((i+1)); done; "
-            'e=$(date +%s%N); echo "cvbench-fork processes=$n ns=$((e-s))"')
+            'e=$(date +%s%N); echo "cvbench-fork processes=$n ns=$((e-s)) clock_ns=$((s-c0))"')
 
 
 _FIO_RW = {"randread": "randread", "randwrite": "randwrite", "seqread": "read", "seqwrite": "write"}

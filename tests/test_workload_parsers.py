@@ -58,10 +58,24 @@ def test_dd_without_summary_is_an_error():
         parse_dd_syscalls("dd: failed to open '/dev/zero': Permission denied")
 
 
-def test_fork_loop(golden):
+def test_fork_loop_of_an_agent_before_the_clock_read(golden):
     m = by_name(parse_fork_loop((golden / "fork_loop.txt").read_text()))
     assert m["workload.processes_per_s"].value == pytest.approx(300 / 1.119484234)
     assert m["workload.time_s"].value == pytest.approx(1.119484234)
+
+
+def test_fork_loop_times_only_the_n_processes(golden):
+    # the guest root's sh (chroot), 300 processes: the span held one $(date) besides them,
+    # and a clock read alone took 1.56 ms
+    m = by_name(parse_fork_loop((golden / "fork_loop_clock.txt").read_text()))
+    assert m["workload.time_s"].value == pytest.approx((272197776 - 1555331) / 1e9)
+    assert m["workload.processes_per_s"].value == pytest.approx(1108.5, abs=0.1)
+
+
+def test_fork_command_reads_the_clock_once_alone():
+    command = CATALOGUE["fork"].command({"count": 5})
+    assert command.index("c0=$(date") < command.index("s=$(date") < command.index("while")
+    assert "clock_ns=$((s-c0))" in command
 
 
 @pytest.mark.parametrize("name, side, block", [

@@ -6,6 +6,7 @@ import ipaddress
 import json
 import math
 import os
+import platform
 import shutil
 import subprocess
 import time
@@ -18,12 +19,14 @@ from bench.collect.cgroups import Cgroup
 from bench.errors import RuntimeFailure, UserError
 from bench.images import CACHE
 from bench.params import Param
+from bench.results import host_boot_id
 from bench.runtimes.base import (MiB, Limits, ProcessInstance, Runtime, command_version,
                                  pipe_chunks, run_tool, spawn)
 from bench.workloads import NO_NEEDS, Needs
 
 QEMU = "qemu-system-x86_64"
-ACCEL_CACHE = CACHE / "accel.json"
+# keyed by the conditions a probe depends on (accel.json: the older cache by boot only)
+ACCEL_CACHE = CACHE / "accel-probes.json"
 # quiet: a serial console is slow under emulation, and kernel chatter would cost boot time.
 # Direct-path links: a /30 each, picked by a hash of the instance's name
 TAP_NET = ipaddress.ip_network("10.213.0.0/16")
@@ -245,22 +248,23 @@ class QemuRuntime(Runtime):
             time.sleep(0.01)
 
     def _probe_kvm(self) -> tuple[str, str]:
-        """Can a KVM guest boot here, quickly? Remembered until the host reboots."""
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        """Can a KVM guest boot here, quickly? Remembered while the QEMU binary, the host
+        kernel and its boot stay the same: a failure once must not pin TCG for good."""
         key = f"{self.options['machine']}:{self.context.image.key}"
+        now = kvm_conditions()
         try:
-            cached = json.loads(ACCEL_CACHE.read_text())
-            if cached.get("boot_id") == boot_id and key in cached.get("results", {}):
-                accel, reason = cached["results"][key]
-                return accel, reason + " (remembered since this boot)"
-        except (OSError, ValueError):
+            cached = json.loads(ACCEL_CACHE.read_text()).get("results", {})
+        except (OSError, ValueError, AttributeError):
             cached = {}
+        before = cached.get(key)
+        if isinstance(before, dict) and before.get("conditions") == now:
+            return before["accel"], before["reason"] + " (remembered: same QEMU, kernel and boot)"
         accel, reason = self._boot_with_kvm()
-        results = cached.get("results", {}) if cached.get("boot_id") == boot_id else {}
-        results[key] = [accel, reason]
+        cached[key] = {"conditions": now, "accel": accel, "reason": reason}
         ACCEL_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        ACCEL_CACHE.write_text(json.dumps({"boot_id": boot_id, "results": results}))
-        return accel, reason
+        ACCEL_CACHE.write_text(json.dumps({"results": cached}, indent=1))
+        changed = changed_conditions(before.get("conditions") if isinstance(before, dict) else None, now)
+        return accel, reason + (f" (probed: {changed})" if changed else "")
 
     def _boot_with_kvm(self) -> tuple[str, str]:
         if not os.access("/dev/kvm", os.R_OK | os.W_OK):
@@ -277,3 +281,21 @@ class QemuRuntime(Runtime):
         finally:
             if inst is not None:
                 self.context.cleanup.release(inst.cleanup_token)
+
+
+def kvm_conditions() -> dict:
+    """What a KVM probe's answer depends on: the QEMU binary, the host kernel, its boot
+    (a module loaded or /dev/kvm made usable since)."""
+    binary = shutil.which(QEMU)
+    stat = os.stat(binary) if binary else None
+    return {"qemu": f"{command_version([QEMU, '--version'])} ({binary}, mtime "
+                    f"{stat.st_mtime_ns if stat else None})",
+            "kernel": platform.release(), "boot_id": host_boot_id()}
+
+
+def changed_conditions(before: dict | None, now: dict) -> str:
+    """Why the probe ran again, in words; empty when nothing was remembered."""
+    if before is None:
+        return ""
+    names = {"qemu": "QEMU changed", "kernel": "host kernel changed", "boot_id": "host rebooted"}
+    return ", ".join(names[k] for k in names if before.get(k) != now.get(k))

@@ -11,7 +11,6 @@ from bench.toolparsers import (
     parse_fio_json,
     parse_fork_loop,
     parse_iperf3_both,
-    parse_iperf3_json,
     parse_redis_benchmark_csv,
     parse_redis_round_trip,
     parse_sysbench_cpu,
@@ -37,7 +36,9 @@ def test_sysbench_memory_read(golden):
 def test_sysbench_memory_write_small_blocks(golden):
     text = (golden / "sysbench_memory_write.txt").read_text()
     assert "block size: 1KiB" in text and "operation: write" in text
-    assert by_name(parse_sysbench_memory(text))["workload.bytes_per_s"].value > 0
+    # "11369.90 MiB transferred (5680.66 MiB/sec)"
+    assert by_name(parse_sysbench_memory(text))["workload.bytes_per_s"].value == \
+        pytest.approx(5680.66 * MiB)
 
 
 def test_sysbench_memory_garbage():
@@ -101,7 +102,7 @@ def test_fio_fallback_to_buffered_io(golden):
     assert fio_direct(text) == {
         "direct_io": False,
         "direct_io_fallback": "dd: failed to open '/var/tmp/cvbench-fio.dat': Invalid argument"}
-    assert by_name(parse_fio_json(text))["workload.iops"].value > 0
+    assert by_name(parse_fio_json(text))["workload.iops"].value == 408798.201798  # job's read side
     assert fio_direct("cvbench-disk direct=1\n{}") == {"direct_io": True}
 
 
@@ -114,8 +115,11 @@ def test_iperf3_both_directions(golden):
     up = (golden / "iperf3_host_to_guest.json").read_text()
     down = (golden / "iperf3_guest_to_host.json").read_text()
     m = by_name(parse_iperf3_both([up, down]))
-    assert m["workload.host_to_guest_bytes_per_s"].value == parse_iperf3_json(up) > 0
-    assert m["workload.guest_to_host_bytes_per_s"].value == parse_iperf3_json(down) > 0
+    # what the receiver got (end.sum_received: 300,285,952 bytes in 1.000762 s), not what
+    # was sent (305,266,688 bytes)
+    assert m["workload.host_to_guest_bytes_per_s"].value == pytest.approx(300285952 / 1.000762)
+    assert m["workload.guest_to_host_bytes_per_s"].value == pytest.approx(299892736 / 1.000025)
+    assert m["workload.host_to_guest_bytes_per_s"].unit == "bytes/s"
     assert all(metric.error is None for metric in m.values())
 
 
@@ -124,7 +128,7 @@ def test_iperf3_one_direction_failed(golden):
     m = by_name(parse_iperf3_both([refused, (golden / "iperf3_guest_to_host.json").read_text()]))
     assert m["workload.host_to_guest_bytes_per_s"].value is None
     assert "Connection refused" in m["workload.host_to_guest_bytes_per_s"].error
-    assert m["workload.guest_to_host_bytes_per_s"].value > 0
+    assert m["workload.guest_to_host_bytes_per_s"].value == pytest.approx(299892736 / 1.000025)
     with pytest.raises(ValueError, match="Connection refused"):
         parse_iperf3_both([refused, refused])
 
@@ -219,19 +223,22 @@ def test_redis_ping_round_trip(golden):
 # The guest image moved to Debian 13 (trixie): its tools' output, captured the same way
 # (chroot into the image's root), through the same parsers.
 TRIXIE = [
-    ("sysbench_cpu.txt", lambda t: parse_sysbench_cpu(t), "workload.events_per_s"),
-    ("sysbench_memory_read.txt", lambda t: parse_sysbench_memory(t), "workload.bytes_per_s"),
-    ("dd_syscalls.txt", lambda t: parse_dd_syscalls(t), "workload.ns_per_syscall"),
-    ("fio_randread_4k.json", lambda t: parse_fio_json(t), "workload.iops"),
+    ("sysbench_cpu.txt", lambda t: parse_sysbench_cpu(t), "workload.events_per_s", 3591.75),
+    ("sysbench_memory_read.txt", lambda t: parse_sysbench_memory(t), "workload.bytes_per_s",
+     42324050575.36),
+    ("dd_syscalls.txt", lambda t: parse_dd_syscalls(t), "workload.ns_per_syscall", 344.585),
+    ("fio_randread_4k.json", lambda t: parse_fio_json(t), "workload.iops", 10410.589411),
     ("iperf3_host_to_guest.json", lambda t: parse_iperf3_both([t, t]),
-     "workload.host_to_guest_bytes_per_s"),
-    ("redis_benchmark.csv", lambda t: parse_redis_benchmark_csv([t]), "workload.get_ops_per_s"),
-    ("redis_benchmark_ping_rr.csv", lambda t: parse_redis_round_trip([t]), "workload.rtt_p50_s"),
+     "workload.host_to_guest_bytes_per_s", 3096805152.45817),
+    ("redis_benchmark.csv", lambda t: parse_redis_benchmark_csv([t]), "workload.get_ops_per_s",
+     51282.05),
+    ("redis_benchmark_ping_rr.csv", lambda t: parse_redis_round_trip([t]), "workload.rtt_p50_s",
+     0.000127),
 ]
 
 
-@pytest.mark.parametrize("name, parse, main", TRIXIE, ids=[t[0] for t in TRIXIE])
-def test_trixie_tools_parse(golden, name, parse, main):
+@pytest.mark.parametrize("name, parse, main, value", TRIXIE, ids=[t[0] for t in TRIXIE])
+def test_trixie_tools_parse(golden, name, parse, main, value):
     metrics = by_name(parse((golden / "trixie" / name).read_text()))
-    assert metrics[main].error is None and metrics[main].value > 0, metrics[main]
+    assert metrics[main].error is None and metrics[main].value == pytest.approx(value)
     assert all(m.error is None for m in metrics.values()), metrics

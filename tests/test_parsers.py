@@ -56,7 +56,7 @@ def test_proc_cgroup_v2(golden):
 
 def test_keyed_files(golden):
     assert parse_keyed((golden / "cgroup_v2" / "cpu.stat").read_text())["usage_usec"] == 35910
-    assert parse_keyed((golden / "cgroup_v1" / "memory.stat").read_text())["total_inactive_file"] == 61440
+    assert parse_keyed((golden / "cgroup_v1" / "memory" / "memory.stat").read_text())["total_inactive_file"] == 61440
 
 
 @pytest.mark.parametrize("text, event", [

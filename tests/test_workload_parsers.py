@@ -33,6 +33,21 @@ def test_sysbench_memory_read(golden):
     assert m["workload.time_s"].value == 2.0001
 
 
+def test_sysbench_memory_past_the_cache(golden):
+    # the guest root's sysbench on this host, 64 MiB blocks: RAM, not the 20-45 GB/s of 1 MiB
+    text = (golden / "trixie" / "sysbench_memory_read_64m.txt").read_text()
+    assert "block size: 65536KiB" in text
+    m = by_name(parse_sysbench_memory(text))
+    assert m["workload.bytes_per_s"].value == pytest.approx(5707.65 * MiB)
+
+
+def test_memory_measures_ram_and_cache_measures_the_cache():
+    memory, cache = (CATALOGUE[n] for n in ("memory", "cache"))
+    assert "--memory-block-size=65536K" in memory.command(memory.resolve({}))  # > 32 MiB L3
+    assert "--memory-block-size=1024K" in cache.command(cache.resolve({}))
+    assert "RAM" in memory.description and "cache bandwidth" in cache.description
+
+
 def test_sysbench_memory_write_small_blocks(golden):
     text = (golden / "sysbench_memory_write.txt").read_text()
     assert "block size: 1KiB" in text and "operation: write" in text
@@ -151,7 +166,7 @@ def test_redis_refused_is_an_error():
 
 
 def test_every_workload_has_quick_sizes():
-    for name in ("memory", "syscall", "fork", "disk", "net", "redis", "rr"):
+    for name in ("memory", "cache", "syscall", "fork", "disk", "net", "redis", "rr"):
         workload = CATALOGUE[name]
         assert any(p.quick is not None for p in workload.params.values()), name
         assert workload.main_metric(workload.resolve({})).startswith("workload."), name

@@ -56,7 +56,8 @@ def test_proc_cgroup_v2(golden):
 
 def test_keyed_files(golden):
     assert parse_keyed((golden / "cgroup_v2" / "cpu.stat").read_text())["usage_usec"] == 35910
-    assert parse_keyed((golden / "cgroup_v1" / "memory" / "memory.stat").read_text())["total_inactive_file"] == 61440
+    v1_stat = (golden / "cgroup_v1" / "memory" / "memory.stat").read_text()
+    assert parse_keyed(v1_stat)["total_inactive_file"] == 61440
 
 
 @pytest.mark.parametrize("text, event", [
@@ -82,7 +83,7 @@ HOST_BOOT_ID = "15b62711-ca4b-43e1-bd8b-0a4b56f62785"
 
 @pytest.mark.parametrize("text, shared", [
     # a VM that boots the host's own kernel release still runs a kernel of its own
-    (f"CVBENCH READY 7.19 6.1.0-41-amd64 0c5e7a9e-3f7b-4b6e-9a51-8d2d8f1f6a10", False),
+    ("CVBENCH READY 7.19 6.1.0-41-amd64 0c5e7a9e-3f7b-4b6e-9a51-8d2d8f1f6a10", False),
     (f"CVBENCH READY 2051.3 6.1.0-41-amd64 {HOST_BOOT_ID}", True),  # runc, native
     ("CVBENCH READY 0.21 4.4.0 -", False),  # an agent with no boot id to read: release decides
     ("CVBENCH READY 2051.3 6.1.0-41-amd64", True),  # a line of an agent before the boot id

@@ -141,7 +141,16 @@ def host_environment() -> dict:
         "python": platform.python_version(),
         "cvbench": __version__,
         "kvm_device": os.path.exists("/dev/kvm"),
+        "boot_id": host_boot_id(),
     }
+
+
+def host_boot_id() -> str | None:
+    """The running kernel's identity: an instance that reads the same one shares it."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
 
 
 def _os_release() -> str | None:

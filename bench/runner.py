@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.agent import Ready
 from bench.cleanup import Cleanup, ignore_signals_during, signals_raise_interrupt
 from bench.collect.cgroups import Cgroup, remove_if_empty
 from bench.collect.processes import cpu_seconds_of, engine_pids
@@ -294,8 +295,8 @@ class Runner:
             deadline = inst.t_launch + scenario.timeout_s
             ready = inst.lines.wait_for("READY", deadline)
             sampler.sample()  # at least one sample, even for an instance that exits at once
-            uptime, kernel = ready.fields[1], (ready.fields[2:] or [None])[0]
-            tags["kernel_release"] = kernel
+            seen = Ready.of(ready)
+            tags.update(kernel_release=seen.kernel, boot_id=seen.boot_id)
             host_outputs = self._serve(workload, dict(params, address=inst.address), inst, deadline)
             if host_outputs is not None:
                 deadline = min(deadline, time.monotonic() + SERVER_EXIT_GRACE_S)
@@ -308,10 +309,11 @@ class Runner:
             values.append(("startup.exit_s", gone - inst.t_launch, "s", None))
             values += [(metric, secs, "s", None) for metric, secs in inst.phases.items()]
             # An instance on the host's kernel reports the host's uptime: no boot phase to show.
-            shared = kernel == self.environment["host"]["kernel"]
+            host = self.environment["host"]
+            shared = seen.shares_kernel_with(host["kernel"], host.get("boot_id"))
             values.append(("kernel.shared_with_host", float(shared), "1", None))
             if not shared:
-                values.append(("startup.guest_uptime_s", float(uptime), "s", None))
+                values.append(("startup.guest_uptime_s", seen.uptime_s, "s", None))
             values += self._memory_values(summarise(samples, ready.t) if samples else None)
             cpu = final.cgroup_cpu_s if final else None
             values.append(("cpu.seconds", cpu, "s",

@@ -7,8 +7,9 @@ READY (container: du of the overlay2 UpperDir from `docker inspect`; VM: actual-
 qcow2 overlay from `qemu-img info`), the guest then writes one 4 KiB block into the largest
 file of the image twice, timing each write with its own clock, and the host reads the disk
 again once the instance is gone. Once per run, each VM runtime also copies the base disk in
-full, the contrast to an overlay. Native instances chroot into the shared root itself: they
-add no disk, and the write test is not run there (it would change the image for everyone).
+full, the contrast to an overlay. Native instances chroot into the shared root itself
+(read-only): their disk is what they own, the scratch folder bound on /var/tmp (du), and
+the write test is not run there (it would change the image for everyone).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from pathlib import Path
 from bench.errors import RuntimeFailure
 from bench.modes import du_bytes, record, run_text
 from bench.runtimes import Limits
+from bench.workloads import NO_NEEDS, Needs
 
 CELL = "storage"
 SETTLE_S = 3  # the guest waits this long after READY, while the host reads the idle disk
 LARGE_FILE_BYTES = 10 * 2**20
 BLOCK = 4096
+NATIVE_LAYER = "none: the shared image root, read-only; a scratch folder of its own on /var/tmp"
 
 
 # -- parsers (tested on captured output) ---------------------------------------------------
@@ -160,19 +163,19 @@ def _one_instance(runner, spec, rep: int, guest_path: str, base_tags: dict) -> l
     tags = {**base_tags, **runtime.tags()}
     rec = lambda metric, value, unit, error=None: record(  # noqa: E731
         runner, CELL, spec, rep, tags, metric, value, unit, error)
-    if spec.kind == "native":
-        tags["layer"] = "none: chroot into the shared image root"
-        why = "not run: a native instance writes into the shared image root itself"
-        return [rec("storage.instance_disk_bytes", 0, "bytes"),
-                rec("storage.first_write_s", None, "s", why),
-                rec("storage.second_write_s", None, "s", why)]
-    tags["layer"] = "qcow2 overlay" if spec.kind == "qemu" else "overlay2 upper dir"
+    native = spec.kind == "native"
+    tags["layer"] = {"native": NATIVE_LAYER, "qemu": "qcow2 overlay"}.get(spec.kind,
+                                                                         "overlay2 upper dir")
     name = runner.instance_name()
     inst = None
     values = []
     try:
-        inst = runtime.launch(write_command(guest_path), Limits(runner.scenario.cpus,
-                                                                runner.scenario.memory_mib), name)
+        # Natively the root is the shared image itself (read-only): the instance idles,
+        # and what it owns on disk is its scratch folder, bound where others have a layer.
+        command, needs = ((f"sleep {SETTLE_S}", Needs(scratch=True)) if native
+                          else (write_command(guest_path), NO_NEEDS))
+        inst = runtime.launch(command, Limits(runner.scenario.cpus, runner.scenario.memory_mib),
+                              name, needs=needs)
         tags.update(inst.tags)
         deadline = inst.t_launch + runner.scenario.timeout_s
         ready = inst.lines.wait_for("READY", deadline)
@@ -184,6 +187,11 @@ def _one_instance(runner, spec, rep: int, guest_path: str, base_tags: dict) -> l
         output = inst.lines.output_between(ready, done)
         if code != 0:
             raise RuntimeFailure(f"write test exit code {code}: {output[-300:]}")
+        if native:
+            why = "not run: a native instance would write into the shared image root itself"
+            values += [("storage.first_write_s", None, "s", why),
+                       ("storage.second_write_s", None, "s", why)]
+            return [rec(*v) for v in values]
         times = parse_write_times(output)
         for metric in ("storage.first_write_s", "storage.second_write_s"):
             values.append((metric, times.get(metric), "s",
@@ -208,5 +216,7 @@ def instance_disk(inst) -> int:
     if overlay is not None:  # a VM: its qcow2 overlay; -U reads it while QEMU holds it
         return qcow2_actual_size(json.loads(run_text(
             ["qemu-img", "info", "-U", "--output=json", str(overlay)])))
+    if getattr(inst, "container", None) is None:  # native: the folders bound into its root
+        return sum(du_bytes(path) for path in inst.scratch)
     inst.container.reload()
     return du_bytes(upper_dir(inst.container.attrs))

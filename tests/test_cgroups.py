@@ -1,5 +1,8 @@
 """Reading cgroup v1 and v2 files, on trees laid out from files captured on real hosts
-(v1: a Docker container on Debian 12; v2: a process on Ubuntu 24.04, kernel 6.18)."""
+(v1: a Docker container on Debian 12, memory and cpuacct; cpu and pids from a cgroup with
+cvbench's limits on the same host; v2: a process on Ubuntu 24.04, kernel 6.18). Each v1
+controller has its own folder holding only its own files, as the kernel lays them out, so
+a read from the wrong hierarchy fails."""
 
 import shutil
 
@@ -15,7 +18,7 @@ def _v1(tmp_path, golden):
     dirs = {}
     for controller in ("memory", "cpu", "cpuacct", "pids"):
         dirs[controller] = tmp_path / controller / "inst"
-        shutil.copytree(golden / "cgroup_v1", dirs[controller])
+        shutil.copytree(golden / "cgroup_v1" / controller, dirs[controller])
     return Cgroup(1, dirs)
 
 
@@ -77,6 +80,18 @@ def test_oom_kills_v1_and_v2(tmp_path, golden):
     assert v2.oom_kills() == 1
     (tmp_path / "b" / "inst" / "memory.events").unlink()
     assert v2.oom_kills() is None
+
+
+def test_limits_v1_go_to_their_own_controllers(tmp_path, golden):
+    group = _v1(tmp_path, golden)
+    group.limit(cpus=0.5, memory_bytes=512 * 2**20, pids=32)
+    written = {p.relative_to(tmp_path).as_posix(): p.read_text()
+               for p in tmp_path.rglob("*") if p.name in
+               ("cpu.cfs_quota_us", "cpu.cfs_period_us", "memory.limit_in_bytes", "pids.max")}
+    assert written == {"cpu/inst/cpu.cfs_quota_us": "50000",
+                       "cpu/inst/cpu.cfs_period_us": "100000",
+                       "memory/inst/memory.limit_in_bytes": str(512 * 2**20),
+                       "pids/inst/pids.max": "32"}
 
 
 def test_pids_limit_v1_and_v2(tmp_path, golden):

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from bench.agent import AgentLine, kernel_cmdline_arg
+from bench.agent import AgentLine, Ready, kernel_cmdline_arg
 from bench.collect.cgroups import parse_keyed, parse_proc_cgroup
 from bench.collect.processes import parse_smaps_rollup
 from bench.workloads import CATALOGUE, parse_sysbench_cpu
@@ -20,7 +20,7 @@ def test_sysbench_cpu_single_thread(golden):
 
 def test_sysbench_cpu_two_threads(golden):
     metrics = {m.name: m.value for m in parse_sysbench_cpu((golden / "sysbench_cpu_2threads.txt").read_text())}
-    assert metrics["workload.events_per_s"] > 0
+    assert metrics["workload.events_per_s"] == 6540.46
 
 
 def test_sysbench_garbage_is_an_error():
@@ -38,7 +38,8 @@ def test_cpu_command_uses_parameters():
 
 def test_smaps_rollup(golden):
     mem = parse_smaps_rollup((golden / "smaps_rollup.txt").read_text())
-    assert mem.rss > 0 and 0 < mem.pss <= mem.rss and 0 < mem.uss <= mem.pss
+    # Rss 236 kB, Pss 69 kB, USS = Private_Clean 4 kB + Private_Dirty 32 kB
+    assert (mem.rss, mem.pss, mem.uss) == (236 * 1024, 69 * 1024, 36 * 1024)
     assert mem.rss % 1024 == 0
 
 
@@ -55,7 +56,8 @@ def test_proc_cgroup_v2(golden):
 
 def test_keyed_files(golden):
     assert parse_keyed((golden / "cgroup_v2" / "cpu.stat").read_text())["usage_usec"] == 35910
-    assert parse_keyed((golden / "cgroup_v1" / "memory.stat").read_text())["total_inactive_file"] == 61440
+    v1_stat = (golden / "cgroup_v1" / "memory" / "memory.stat").read_text()
+    assert parse_keyed(v1_stat)["total_inactive_file"] == 61440
 
 
 @pytest.mark.parametrize("text, event", [
@@ -74,6 +76,27 @@ def test_ready_line_carries_uptime_and_kernel():
     assert line.fields == ["READY", "7.19", "6.1.0-56-cloud-amd64"]
     assert AgentLine(0.0, "CVBENCH DONE 0").fields == ["DONE", "0"]
     assert AgentLine(0.0, "no protocol here").fields == []
+
+
+HOST_BOOT_ID = "15b62711-ca4b-43e1-bd8b-0a4b56f62785"
+
+
+@pytest.mark.parametrize("text, shared", [
+    # a VM that boots the host's own kernel release still runs a kernel of its own
+    ("CVBENCH READY 7.19 6.1.0-41-amd64 0c5e7a9e-3f7b-4b6e-9a51-8d2d8f1f6a10", False),
+    (f"CVBENCH READY 2051.3 6.1.0-41-amd64 {HOST_BOOT_ID}", True),  # runc, native
+    ("CVBENCH READY 0.21 4.4.0 -", False),  # an agent with no boot id to read: release decides
+    ("CVBENCH READY 2051.3 6.1.0-41-amd64", True),  # a line of an agent before the boot id
+])
+def test_kernel_sharing_is_judged_by_boot_id(text, shared):
+    ready = Ready.of(AgentLine(0.0, text))
+    assert ready.shares_kernel_with("6.1.0-41-amd64", HOST_BOOT_ID) is shared
+
+
+def test_ready_line_fields():
+    ready = Ready.of(AgentLine(0.0, f"CVBENCH READY 7.19 6.1.0-56-cloud-amd64 {HOST_BOOT_ID}"))
+    assert ready == Ready(7.19, "6.1.0-56-cloud-amd64", HOST_BOOT_ID)
+    assert Ready.of(AgentLine(0.0, "CVBENCH READY 0.21 4.4.0 -")).boot_id is None
 
 
 def test_kernel_cmdline_arg_is_one_word():

@@ -11,7 +11,6 @@ from bench.toolparsers import (
     parse_fio_json,
     parse_fork_loop,
     parse_iperf3_both,
-    parse_iperf3_json,
     parse_redis_benchmark_csv,
     parse_redis_round_trip,
     parse_sysbench_cpu,
@@ -34,10 +33,27 @@ def test_sysbench_memory_read(golden):
     assert m["workload.time_s"].value == 2.0001
 
 
+def test_sysbench_memory_past_the_cache(golden):
+    # the guest root's sysbench on this host, 64 MiB blocks: RAM, not the 20-45 GB/s of 1 MiB
+    text = (golden / "trixie" / "sysbench_memory_read_64m.txt").read_text()
+    assert "block size: 65536KiB" in text
+    m = by_name(parse_sysbench_memory(text))
+    assert m["workload.bytes_per_s"].value == pytest.approx(5707.65 * MiB)
+
+
+def test_memory_measures_ram_and_cache_measures_the_cache():
+    memory, cache = (CATALOGUE[n] for n in ("memory", "cache"))
+    assert "--memory-block-size=65536K" in memory.command(memory.resolve({}))  # > 32 MiB L3
+    assert "--memory-block-size=1024K" in cache.command(cache.resolve({}))
+    assert "RAM" in memory.description and "cache bandwidth" in cache.description
+
+
 def test_sysbench_memory_write_small_blocks(golden):
     text = (golden / "sysbench_memory_write.txt").read_text()
     assert "block size: 1KiB" in text and "operation: write" in text
-    assert by_name(parse_sysbench_memory(text))["workload.bytes_per_s"].value > 0
+    # "11369.90 MiB transferred (5680.66 MiB/sec)"
+    assert by_name(parse_sysbench_memory(text))["workload.bytes_per_s"].value == \
+        pytest.approx(5680.66 * MiB)
 
 
 def test_sysbench_memory_garbage():
@@ -58,10 +74,24 @@ def test_dd_without_summary_is_an_error():
         parse_dd_syscalls("dd: failed to open '/dev/zero': Permission denied")
 
 
-def test_fork_loop(golden):
+def test_fork_loop_of_an_agent_before_the_clock_read(golden):
     m = by_name(parse_fork_loop((golden / "fork_loop.txt").read_text()))
     assert m["workload.processes_per_s"].value == pytest.approx(300 / 1.119484234)
     assert m["workload.time_s"].value == pytest.approx(1.119484234)
+
+
+def test_fork_loop_times_only_the_n_processes(golden):
+    # the guest root's sh (chroot), 300 processes: the span held one $(date) besides them,
+    # and a clock read alone took 1.56 ms
+    m = by_name(parse_fork_loop((golden / "fork_loop_clock.txt").read_text()))
+    assert m["workload.time_s"].value == pytest.approx((272197776 - 1555331) / 1e9)
+    assert m["workload.processes_per_s"].value == pytest.approx(1108.5, abs=0.1)
+
+
+def test_fork_command_reads_the_clock_once_alone():
+    command = CATALOGUE["fork"].command({"count": 5})
+    assert command.index("c0=$(date") < command.index("s=$(date") < command.index("while")
+    assert "clock_ns=$((s-c0))" in command
 
 
 @pytest.mark.parametrize("name, side, block", [
@@ -87,7 +117,7 @@ def test_fio_fallback_to_buffered_io(golden):
     assert fio_direct(text) == {
         "direct_io": False,
         "direct_io_fallback": "dd: failed to open '/var/tmp/cvbench-fio.dat': Invalid argument"}
-    assert by_name(parse_fio_json(text))["workload.iops"].value > 0
+    assert by_name(parse_fio_json(text))["workload.iops"].value == 408798.201798  # job's read side
     assert fio_direct("cvbench-disk direct=1\n{}") == {"direct_io": True}
 
 
@@ -100,8 +130,11 @@ def test_iperf3_both_directions(golden):
     up = (golden / "iperf3_host_to_guest.json").read_text()
     down = (golden / "iperf3_guest_to_host.json").read_text()
     m = by_name(parse_iperf3_both([up, down]))
-    assert m["workload.host_to_guest_bytes_per_s"].value == parse_iperf3_json(up) > 0
-    assert m["workload.guest_to_host_bytes_per_s"].value == parse_iperf3_json(down) > 0
+    # what the receiver got (end.sum_received: 300,285,952 bytes in 1.000762 s), not what
+    # was sent (305,266,688 bytes)
+    assert m["workload.host_to_guest_bytes_per_s"].value == pytest.approx(300285952 / 1.000762)
+    assert m["workload.guest_to_host_bytes_per_s"].value == pytest.approx(299892736 / 1.000025)
+    assert m["workload.host_to_guest_bytes_per_s"].unit == "bytes/s"
     assert all(metric.error is None for metric in m.values())
 
 
@@ -110,7 +143,7 @@ def test_iperf3_one_direction_failed(golden):
     m = by_name(parse_iperf3_both([refused, (golden / "iperf3_guest_to_host.json").read_text()]))
     assert m["workload.host_to_guest_bytes_per_s"].value is None
     assert "Connection refused" in m["workload.host_to_guest_bytes_per_s"].error
-    assert m["workload.guest_to_host_bytes_per_s"].value > 0
+    assert m["workload.guest_to_host_bytes_per_s"].value == pytest.approx(299892736 / 1.000025)
     with pytest.raises(ValueError, match="Connection refused"):
         parse_iperf3_both([refused, refused])
 
@@ -133,7 +166,7 @@ def test_redis_refused_is_an_error():
 
 
 def test_every_workload_has_quick_sizes():
-    for name in ("memory", "syscall", "fork", "disk", "net", "redis", "rr"):
+    for name in ("memory", "cache", "syscall", "fork", "disk", "net", "redis", "rr"):
         workload = CATALOGUE[name]
         assert any(p.quick is not None for p in workload.params.values()), name
         assert workload.main_metric(workload.resolve({})).startswith("workload."), name
@@ -205,19 +238,22 @@ def test_redis_ping_round_trip(golden):
 # The guest image moved to Debian 13 (trixie): its tools' output, captured the same way
 # (chroot into the image's root), through the same parsers.
 TRIXIE = [
-    ("sysbench_cpu.txt", lambda t: parse_sysbench_cpu(t), "workload.events_per_s"),
-    ("sysbench_memory_read.txt", lambda t: parse_sysbench_memory(t), "workload.bytes_per_s"),
-    ("dd_syscalls.txt", lambda t: parse_dd_syscalls(t), "workload.ns_per_syscall"),
-    ("fio_randread_4k.json", lambda t: parse_fio_json(t), "workload.iops"),
+    ("sysbench_cpu.txt", lambda t: parse_sysbench_cpu(t), "workload.events_per_s", 3591.75),
+    ("sysbench_memory_read.txt", lambda t: parse_sysbench_memory(t), "workload.bytes_per_s",
+     42324050575.36),
+    ("dd_syscalls.txt", lambda t: parse_dd_syscalls(t), "workload.ns_per_syscall", 344.585),
+    ("fio_randread_4k.json", lambda t: parse_fio_json(t), "workload.iops", 10410.589411),
     ("iperf3_host_to_guest.json", lambda t: parse_iperf3_both([t, t]),
-     "workload.host_to_guest_bytes_per_s"),
-    ("redis_benchmark.csv", lambda t: parse_redis_benchmark_csv([t]), "workload.get_ops_per_s"),
-    ("redis_benchmark_ping_rr.csv", lambda t: parse_redis_round_trip([t]), "workload.rtt_p50_s"),
+     "workload.host_to_guest_bytes_per_s", 3096805152.45817),
+    ("redis_benchmark.csv", lambda t: parse_redis_benchmark_csv([t]), "workload.get_ops_per_s",
+     51282.05),
+    ("redis_benchmark_ping_rr.csv", lambda t: parse_redis_round_trip([t]), "workload.rtt_p50_s",
+     0.000127),
 ]
 
 
-@pytest.mark.parametrize("name, parse, main", TRIXIE, ids=[t[0] for t in TRIXIE])
-def test_trixie_tools_parse(golden, name, parse, main):
+@pytest.mark.parametrize("name, parse, main, value", TRIXIE, ids=[t[0] for t in TRIXIE])
+def test_trixie_tools_parse(golden, name, parse, main, value):
     metrics = by_name(parse((golden / "trixie" / name).read_text()))
-    assert metrics[main].error is None and metrics[main].value > 0, metrics[main]
+    assert metrics[main].error is None and metrics[main].value == pytest.approx(value)
     assert all(m.error is None for m in metrics.values()), metrics

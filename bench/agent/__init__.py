@@ -46,6 +46,28 @@ class AgentLine:
         return (self.fields[0], self.fields[1]) if self.fields else None
 
 
+@dataclass(frozen=True)
+class Ready:
+    """What a READY line says about the instance's kernel."""
+
+    uptime_s: float
+    kernel: str | None
+    boot_id: str | None  # None: an agent of before the boot id, or no boot id to read
+
+    @classmethod
+    def of(cls, line: AgentLine) -> "Ready":
+        _, uptime, *rest = line.fields
+        kernel, boot_id = (rest + [None, None])[:2]
+        return cls(float(uptime), kernel, None if boot_id in (None, "-") else boot_id)
+
+    def shares_kernel_with(self, host_kernel: str, host_boot_id: str | None) -> bool:
+        """The same running kernel: the same boot id. A release string is not enough (a VM
+        may boot the host's kernel release); it is the fallback only without a boot id."""
+        if self.boot_id is not None and host_boot_id is not None:
+            return self.boot_id == host_boot_id
+        return self.kernel == host_kernel
+
+
 class LineReader:
     """Reads an instance's output in a thread and timestamps every line on arrival.
 

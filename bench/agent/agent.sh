@@ -1,7 +1,9 @@
 #!/bin/sh
 # cvbench agent: the same protocol in every runtime.
-#   CVBENCH READY <uptime s> <kernel>   the instance can run work (host stops the startup clock);
-#                                       the kernel it sees tells whether it shares the host's
+#   CVBENCH READY <uptime s> <kernel> <boot id>
+#                                       the instance can run work (host stops the startup clock);
+#                                       the boot id of the kernel it sees tells whether it
+#                                       shares the host's ("-" where there is none to read)
 #   ...workload output...
 #   CVBENCH SERVING <port> ...          (serving workloads) the host may connect now
 #   CVBENCH DONE <exit code>
@@ -70,7 +72,8 @@ else
 fi
 
 read -r uptime _ </proc/uptime
-echo "CVBENCH READY $uptime $(uname -r)"
+read -r boot_id 2>/dev/null </proc/sys/kernel/random/boot_id || boot_id=-
+echo "CVBENCH READY $uptime $(uname -r) ${boot_id:--}"
 sh -c "$cmd"
 rc=$?
 echo "CVBENCH DONE $rc"

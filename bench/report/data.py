@@ -21,6 +21,14 @@ PHASES = {
     "startup.guest_uptime_s": "guest boot to READY (guest clock)",
 }
 
+# The phases each kind of runtime goes through one after another, in order. gVisor's
+# guest uptime is not one of docker's: its sandbox boots inside docker start.
+SEQUENTIAL_PHASES = {
+    "native": ("startup.spawn_s",),
+    "docker": ("startup.create_s", "startup.start_s"),
+    "qemu": ("startup.overlay_s", "startup.vmm_s", "startup.guest_uptime_s"),
+}
+
 # The instance runs longest under these workloads, so memory settles there.
 MEMORY_WORKLOADS = ("idle", "cpu")
 

@@ -19,6 +19,7 @@ from matplotlib.ticker import FuncFormatter
 from bench import stats
 from bench.report.data import (
     PHASES,
+    SEQUENTIAL_PHASES,
     MiB,
     baseline_runtime,
     emulated_runtimes,
@@ -79,20 +80,17 @@ def phases_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     fig = Figure(figsize=(SIZE[0], height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(runtimes), 1, squeeze=False)[:, 0]
-    colours = dict(zip(PHASES, _colours(len(PHASES))))
+    colours = dict(zip(PHASES.values(), _colours(len(PHASES))))
     legend: dict[str, object] = {}
     for ax, runtime in zip(axes, runtimes):
-        medians = rows[rows["runtime"] == runtime].groupby("metric")["value"].median()
-        segments = [(PHASES[m], medians[m], colours[m]) for m in PHASES if m in medians]
-        ready = medians.get("startup.ready_s")
-        covered = sum(width for _, width, _ in segments)
-        if ready is not None and ready > covered:
-            # What no phase covers: the agent's own start, and the READY line's trip to the host
-            segments.append((REST_LABEL, ready - covered, REST_COLOUR))
+        mine = rows[rows["runtime"] == runtime]
+        medians = mine.groupby("metric")["value"].median()
         left = 0.0
-        for label, width, colour in segments:
+        for label, width in phase_segments(medians.to_dict(), mine["kind"].iloc[0]):
+            colour = REST_COLOUR if label == REST_LABEL else colours[label]
             legend[label] = ax.barh(0, width, left=left, color=colour, height=0.6)
             left += width
+        ready = medians.get("startup.ready_s")
         total = ready if ready is not None else left
         ax.text(left, 0, f"  READY {_seconds(total)}" if ready is not None else "", va="center",
                 fontsize=8)
@@ -106,6 +104,19 @@ def phases_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     fig.legend([legend[n] for n in names], names, loc="outside lower center", ncols=3, fontsize=8)
     fig.suptitle("Startup phases per runtime")
     return _save(fig, path)
+
+
+def phase_segments(medians: dict, kind: str) -> list[tuple[str, float]]:
+    """(label, seconds) stacked from the launch call: the phases of this kind of runtime
+    that follow one another (overlapping ones would run the bar past READY), then the rest
+    until READY."""
+    segments = [(PHASES[m], medians[m]) for m in SEQUENTIAL_PHASES.get(kind, ()) if m in medians]
+    ready = medians.get("startup.ready_s")
+    covered = sum(width for _, width in segments)
+    if ready is not None and ready > covered:
+        # What no phase covers: the agent's own start, and the READY line's trip to the host
+        segments.append((REST_LABEL, ready - covered))
+    return segments
 
 
 MEMORY_VIEWS = {

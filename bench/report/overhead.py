@@ -81,10 +81,14 @@ def overhead_matrix(frame: pd.DataFrame, baseline: str | None, emulated: set[str
             else:
                 ratio = stats.ratio_ci(values, base)
                 factor = slowdown(metric, ratio.ratio)
-                cells.append({"text": f"{ratio.ratio:.2f}×", "band": band(factor),
-                              "ci": interval(ratio.ci_low, ratio.ci_high, ratio.n),
-                              "title": f"{factor:.2f} times worse than native" if factor >= 1
-                              else f"{1 / factor:.2f} times better than native"})
+                title = (f"{factor:.2f} times worse than native" if factor >= 1
+                         else f"{1 / factor:.2f} times better than native")
+                caveats = _caveats(rows[(rows["workload"] == workload)
+                                        & (rows["runtime"] == runtime)])
+                # a number that did not take the path its label says is marked in the cell
+                cells.append({"text": f"{ratio.ratio:.2f}×" + (" *" if caveats else ""),
+                              "band": band(factor), "ci": interval(ratio.ci_low, ratio.ci_high, ratio.n),
+                              "title": "; ".join([title, *caveats])})
         table.append({"workload": workload, "metric": metric,
                       "better": "higher" if direction(metric) == 1 else "lower", "cells": cells})
     return {"columns": [{"name": r, "label": runtime_label(r, emulated), "emulated": r in emulated}
@@ -125,19 +129,56 @@ def workload_sections(frame: pd.DataFrame, baseline: str | None, emulated: set[s
     return sections
 
 
+# Tags that say how a runtime ran a workload; the disk ones only where it used a disk.
+NOTE_TAGS = ("tag.net_path", "tag.gvisor_platform", "tag.disk_backing", "tag.disk_cache",
+             "tag.direct_io", "tag.direct_io_fallback", "tag.direct_io_caveat")
+DISK_TAGS = ("tag.disk_cache", "tag.direct_io", "tag.direct_io_fallback", "tag.direct_io_caveat")
+# QEMU cache modes that open the host file with O_DIRECT: the host page cache is bypassed
+UNCACHED = ("none", "directsync")
+
+
+def disk_caveat(tags: dict) -> str | None:
+    """What a disk number labelled direct I/O really measured, derived from its tags
+    (tag names without the 'tag.' prefix): None when it went where the label says."""
+    if tags.get("direct_io") is not True:
+        return None
+    cache, platform = tags.get("disk_cache"), tags.get("gvisor_platform")
+    if tags.get("disk_backing") and isinstance(cache, str) and cache not in UNCACHED:
+        return (f"disk_cache = {cache}: the guest's direct I/O goes through the host's page "
+                "cache, not to the disk")
+    if isinstance(platform, str):
+        return (f"gVisor (platform {platform}) accepts O_DIRECT, but its sentry may serve "
+                "file data from its own cache")
+    return None
+
+
+def _caveats(rows: pd.DataFrame) -> list[str]:
+    tags = [c for c in rows.columns if c.startswith("tag.")]
+    found = {disk_caveat({c.removeprefix("tag."): v for c, v in row.items() if _present(v)})
+             for row in rows[tags].drop_duplicates().to_dict("records")}
+    return sorted(c for c in found if c)
+
+
+def _present(value) -> bool:
+    return not (isinstance(value, float) and math.isnan(value)) and value is not None
+
+
 def _tag_notes(frame: pd.DataFrame, workload: str) -> list[str]:
-    """How each runtime ran it, where that varies: network path, disk backing, direct I/O."""
+    """How each runtime ran it, where that varies: network path, gVisor platform, disk
+    backing, cache mode, direct I/O; and what a direct I/O number really measured."""
     notes = []
     mine = frame[(frame["workload"] == workload) & frame["error"].isna()]
-    for tag in ("tag.net_path", "tag.disk_backing", "tag.direct_io", "tag.direct_io_fallback",
-                "tag.direct_io_caveat"):
-        if tag not in mine:
-            continue
-        for runtime in in_order(mine["runtime"]):
-            values = in_order(mine.loc[mine["runtime"] == runtime, tag])
+    for runtime in in_order(mine["runtime"]):
+        rows = mine[mine["runtime"] == runtime]
+        on_disk = "tag.disk_backing" in rows and rows["tag.disk_backing"].notna().any()
+        for tag in NOTE_TAGS:
+            if tag not in rows or (tag in DISK_TAGS and not on_disk):
+                continue
+            values = in_order(rows[tag])
             if values:
                 notes.append(f"{runtime}: {tag.removeprefix('tag.')} = "
                              + ", ".join(str(v) for v in values))
+        notes += [f"{runtime}: {caveat}" for caveat in _caveats(rows)]
     return notes
 
 

@@ -14,6 +14,7 @@ from bench.errors import RuntimeFailure, UserError
 from bench.images import ensure_docker_image
 from bench.params import Param
 from bench.runtimes.base import Instance, Limits, Runtime, command_version
+from bench.runtimes.gvisor import platform_of
 from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
 
 RUN_LABEL = "cvbench.run"
@@ -87,6 +88,7 @@ class DockerRuntime(Runtime):
     def check(self) -> None:
         self.client = docker_client()
         runtimes = self.client.info().get("Runtimes", {})
+        self.gvisor_platforms = {name: platform_of(config) for name, config in runtimes.items()}
         self._check_registered(self.options["oci_runtime"], runtimes)
         # A missing host-network runtime skips the workloads that need it, with the reason
         self.serve_problem = None
@@ -116,7 +118,13 @@ class DockerRuntime(Runtime):
         self.image_id = ensure_docker_image(self.client, self.context.image)
 
     def tags(self) -> dict:
-        return {"oci_runtime": self.options["oci_runtime"], "network": self.options["network"]}
+        return {"oci_runtime": self.options["oci_runtime"], "network": self.options["network"],
+                **self._platform(self.options["oci_runtime"])}
+
+    def _platform(self, oci_runtime: str) -> dict:
+        """Tag gvisor_platform for a runsc runtime (read from the engine's registration)."""
+        platform = getattr(self, "gvisor_platforms", {}).get(oci_runtime)
+        return {"gvisor_platform": platform} if platform else {}
 
     def unsupported(self, needs: Needs) -> str | None:
         if not needs.serves:
@@ -159,7 +167,8 @@ class DockerRuntime(Runtime):
                 oci_runtime, network = self._serving(needs)
                 if network == "bridge":
                     ports = {f"{port}/tcp": ("127.0.0.1", port)}
-                inst.tags.update(oci_runtime=oci_runtime, network=network)
+                inst.tags.update(oci_runtime=oci_runtime, network=network,
+                                 **self._platform(oci_runtime))
             volumes = {}
             if needs.volume_mib:
                 folder = self.context.workdir / f"{instance}-volume"
@@ -169,10 +178,6 @@ class DockerRuntime(Runtime):
                 inst.tags["disk_backing"] = "host folder (bind mount)"
             elif needs.scratch:
                 inst.tags["disk_backing"] = "container writable layer"
-            if (needs.scratch or needs.volume_mib) and oci_runtime.startswith("runsc"):
-                # Seen here: 4 KiB O_DIRECT reads at 3x the native rate
-                inst.tags["direct_io_caveat"] = ("gVisor accepts O_DIRECT but its sentry may "
-                                                 "serve file data from its own cache")
             parent = None
             if self.cgroup_driver == "cgroupfs":
                 # Our cgroup above the container's: its counters outlive the container.

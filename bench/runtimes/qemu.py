@@ -6,6 +6,7 @@ import ipaddress
 import json
 import math
 import os
+import platform
 import shutil
 import subprocess
 import time
@@ -18,17 +19,21 @@ from bench.collect.cgroups import Cgroup
 from bench.errors import RuntimeFailure, UserError
 from bench.images import CACHE
 from bench.params import Param
+from bench.results import host_boot_id
 from bench.runtimes.base import (MiB, Limits, ProcessInstance, Runtime, command_version,
                                  pipe_chunks, run_tool, spawn)
 from bench.workloads import NO_NEEDS, Needs
 
 QEMU = "qemu-system-x86_64"
-ACCEL_CACHE = CACHE / "accel.json"
+# keyed by the conditions a probe depends on (accel.json: the older cache by boot only)
+ACCEL_CACHE = CACHE / "accel-probes.json"
 # quiet: a serial console is slow under emulation, and kernel chatter would cost boot time.
 # Direct-path links: a /30 each, picked by a hash of the instance's name
 TAP_NET = ipaddress.ip_network("10.213.0.0/16")
 TAP_LINKS = TAP_NET.num_addresses // 4
 TAP_PREFIX = "cvb"
+# QEMU's -drive cache modes; the first two open the host file with O_DIRECT
+DISK_CACHES = ("none", "directsync", "writeback", "writethrough", "unsafe")
 KERNEL_ARGS = "console=ttyS0 root=/dev/vda rw quiet panic=-1 init=/opt/cvbench/agent"
 
 
@@ -72,9 +77,11 @@ class QemuRuntime(Runtime):
         # its memory it grew past 500 MiB here and the VM was OOM-killed in its cgroup
         "tcg_tb_size_mib": Param(int, 128, "TCG translation cache size (emulation only)"),
         "probe_timeout_s": Param(float, 60.0, "how long auto waits for a KVM guest to boot"),
-        # QEMU's default; "none" bypasses the host page cache, as production VMs often do
-        "disk_cache": Param(str, "writeback", "cache mode of the VM's disks",
-                            choices=("writeback", "none", "writethrough", "directsync", "unsafe")),
+        # auto: "none" for disk workloads, so the guest's direct I/O reaches the host disk
+        # (with QEMU's "writeback" it hits the host page cache); "writeback" otherwise
+        "disk_cache": Param(str, "auto", "cache mode of the VM's disks (auto: none for disk "
+                            "workloads, writeback for the others)",
+                            choices=("auto", *DISK_CACHES)),
     }
 
     def check(self) -> None:
@@ -97,7 +104,14 @@ class QemuRuntime(Runtime):
         return self.accel == "tcg"
 
     def tags(self) -> dict:
-        return {"accel": self.accel, "emulated": self.emulated, "machine": self.options["machine"]}
+        return {"accel": self.accel, "emulated": self.emulated, "machine": self.options["machine"],
+                "disk_cache": self.disk_cache(NO_NEEDS)}
+
+    def disk_cache(self, needs: Needs) -> str:
+        """The cache mode of this instance's disks."""
+        if self.options["disk_cache"] != "auto":
+            return self.options["disk_cache"]
+        return "none" if needs.scratch or needs.volume_mib else "writeback"
 
     def serve_bind(self, needs: Needs) -> str:
         # the guest's own interface: reached only through hostfwd from 127.0.0.1, or over
@@ -137,15 +151,16 @@ class QemuRuntime(Runtime):
             inst.tags["memory_headroom_mib"] = headroom
             run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.context.image.disk),
                       "-F", "raw", str(inst.overlay)])
-            net = self._tap(inst) if needs.direct_net else self._network(port) if needs.serves else []
-            argv = self._argv(instance, command, limits, accel, inst.overlay, inst.qmp_socket,
-                              needs, inst.tags.get("guest_net")) + net
-            if needs.volume_mib:
-                argv += self._volume(inst, needs.volume_mib)
+            inst.tags["disk_cache"] = cache = self.disk_cache(needs)
             if needs.scratch or needs.volume_mib:
                 inst.tags.update(disk_backing="virtio-blk, qcow2 overlay" if needs.scratch
                                  else "virtio-blk, raw ext4 file on the host",
-                                 disk_cache=self.options["disk_cache"])
+                                 host_page_cache=cache not in DISK_CACHES[:2])
+            net = self._tap(inst) if needs.direct_net else self._network(port) if needs.serves else []
+            argv = self._argv(instance, command, limits, accel, inst.overlay, inst.qmp_socket,
+                              needs, inst.tags.get("guest_net"), cache) + net
+            if needs.volume_mib:
+                argv += self._volume(inst, needs.volume_mib, cache)
             t_overlay = time.monotonic()
             inst.process = spawn(cgroup.enter_argv(argv))
             inst.lines = LineReader(pipe_chunks(inst.process), instance)
@@ -159,12 +174,12 @@ class QemuRuntime(Runtime):
                     raise RuntimeFailure(f"{instance}: QEMU reports KVM not enabled: {kvm}")
         return inst
 
-    def _volume(self, inst: VmInstance, size_mib: int) -> list[str]:
+    def _volume(self, inst: VmInstance, size_mib: int, cache: str) -> list[str]:
         """An extra raw ext4 disk: the guest agent mounts /dev/vdb on /mnt/volume."""
         disk = self.context.workdir / f"{inst.name}-volume.raw"
         inst.scratch.append(disk)
         run_tool(["mke2fs", "-q", "-F", "-t", "ext4", str(disk), f"{size_mib}M"])
-        return ["-drive", f"file={disk},if=none,id=volume,format=raw,cache={self.options['disk_cache']}",
+        return ["-drive", f"file={disk},if=none,id=volume,format=raw,cache={cache}",
                 "-device", f"{self._disk_device()},drive=volume"]
 
     def _network(self, port: int) -> list[str]:
@@ -192,7 +207,7 @@ class QemuRuntime(Runtime):
         return "virtio-blk-device" if self.options["machine"] == "microvm" else "virtio-blk-pci"
 
     def _argv(self, name, command, limits, accel, overlay, qmp_socket, needs: Needs,
-              guest_net: str | None = None) -> list[str]:
+              guest_net: str | None = None, cache: str = "writeback") -> list[str]:
         machine = self.options["machine"]
         image = self.context.image
         net = guest_net or "user"
@@ -207,7 +222,7 @@ class QemuRuntime(Runtime):
                                  *([f"cvbench.net={net}"] if needs.serves else []),
                                  *(["cvbench.volume=1"] if needs.volume_mib else []),
                                  *([f"cvbench.pids={limits.pids}"] if limits.pids else [])]),
-            "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache={self.options['disk_cache']}",
+            "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache={cache}",
             "-device", f"{self._disk_device()},drive=root",
             "-serial", "stdio",
             "-qmp", f"unix:{qmp_socket},server=on,wait=off",
@@ -233,22 +248,23 @@ class QemuRuntime(Runtime):
             time.sleep(0.01)
 
     def _probe_kvm(self) -> tuple[str, str]:
-        """Can a KVM guest boot here, quickly? Remembered until the host reboots."""
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        """Can a KVM guest boot here, quickly? Remembered while the QEMU binary, the host
+        kernel and its boot stay the same: a failure once must not pin TCG for good."""
         key = f"{self.options['machine']}:{self.context.image.key}"
+        now = kvm_conditions()
         try:
-            cached = json.loads(ACCEL_CACHE.read_text())
-            if cached.get("boot_id") == boot_id and key in cached.get("results", {}):
-                accel, reason = cached["results"][key]
-                return accel, reason + " (remembered since this boot)"
-        except (OSError, ValueError):
+            cached = json.loads(ACCEL_CACHE.read_text()).get("results", {})
+        except (OSError, ValueError, AttributeError):
             cached = {}
+        before = cached.get(key)
+        if isinstance(before, dict) and before.get("conditions") == now:
+            return before["accel"], before["reason"] + " (remembered: same QEMU, kernel and boot)"
         accel, reason = self._boot_with_kvm()
-        results = cached.get("results", {}) if cached.get("boot_id") == boot_id else {}
-        results[key] = [accel, reason]
+        cached[key] = {"conditions": now, "accel": accel, "reason": reason}
         ACCEL_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        ACCEL_CACHE.write_text(json.dumps({"boot_id": boot_id, "results": results}))
-        return accel, reason
+        ACCEL_CACHE.write_text(json.dumps({"results": cached}, indent=1))
+        changed = changed_conditions(before.get("conditions") if isinstance(before, dict) else None, now)
+        return accel, reason + (f" (probed: {changed})" if changed else "")
 
     def _boot_with_kvm(self) -> tuple[str, str]:
         if not os.access("/dev/kvm", os.R_OK | os.W_OK):
@@ -265,3 +281,21 @@ class QemuRuntime(Runtime):
         finally:
             if inst is not None:
                 self.context.cleanup.release(inst.cleanup_token)
+
+
+def kvm_conditions() -> dict:
+    """What a KVM probe's answer depends on: the QEMU binary, the host kernel, its boot
+    (a module loaded or /dev/kvm made usable since)."""
+    binary = shutil.which(QEMU)
+    stat = os.stat(binary) if binary else None
+    return {"qemu": f"{command_version([QEMU, '--version'])} ({binary}, mtime "
+                    f"{stat.st_mtime_ns if stat else None})",
+            "kernel": platform.release(), "boot_id": host_boot_id()}
+
+
+def changed_conditions(before: dict | None, now: dict) -> str:
+    """Why the probe ran again, in words; empty when nothing was remembered."""
+    if before is None:
+        return ""
+    names = {"qemu": "QEMU changed", "kernel": "host kernel changed", "boot_id": "host rebooted"}
+    return ", ".join(names[k] for k in names if before.get(k) != now.get(k))

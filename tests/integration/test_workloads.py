@@ -55,6 +55,35 @@ def test_disk_says_how_it_wrote(run):
         assert main["tags"]["disk_backing"] and "direct_io" in main["tags"], main["tags"]
 
 
+def test_disk_records_name_the_cache_and_the_platform(run):
+    """The VM's disks bypass the host page cache for disk workloads (disk_cache auto), and
+    every gVisor record names its platform as the engine registered it."""
+    import docker
+
+    from bench.runtimes.gvisor import platform_of
+
+    _, rows = run
+    registered = docker.from_env().info()["Runtimes"]
+    for workload in ("disk", "disk-volume"):
+        main = main_records(rows, f"{workload}@qemu")[0]
+        assert main["tags"]["disk_cache"] == "none" and main["tags"]["host_page_cache"] is False
+    assert {r["tags"]["disk_cache"] for r in rows if r["cell"] == "cpu@qemu"} == {"writeback"}
+    runsc = [r for r in rows if r["runtime"] == "runsc" and r["value"] is not None]
+    assert {r["tags"]["gvisor_platform"] for r in runsc} == \
+        {platform_of(registered[r["tags"]["oci_runtime"]]) for r in runsc}
+
+
+def test_kernel_sharing_by_boot_id(run):
+    from bench.results import host_boot_id
+
+    _, rows = run
+    shared = {r["runtime"]: (r["value"], r["tags"]["boot_id"]) for r in rows
+              if r["cell"] == f"noop@{r['runtime']}" and r["metric"] == "kernel.shared_with_host"}
+    assert shared["native"] == shared["runc"] == (1.0, host_boot_id())
+    assert shared["runsc"][0] == shared["qemu"][0] == 0.0
+    assert host_boot_id() not in (shared["runsc"][1], shared["qemu"][1])
+
+
 def test_cpu_cost_per_kevent_is_derived(run):
     _, rows = run
     for runtime in RUNTIMES:

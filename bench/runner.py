@@ -301,8 +301,9 @@ class Runner:
                 deadline = min(deadline, time.monotonic() + SERVER_EXIT_GRACE_S)
             done = inst.lines.wait_for("DONE", deadline)
             gone = inst.wait_gone(max(1.0, deadline - time.monotonic()))
+            # The cgroup outlives the instance: complete CPU totals and memory high-water mark
+            final = sampler.sample()
             samples = sampler.stop()
-            final = sampler.sample()  # the cgroup outlives the instance: complete CPU totals
 
             values.append(("startup.ready_s", ready.t - inst.t_launch, "s", None))
             values.append(("startup.exit_s", gone - inst.t_launch, "s", None))
@@ -312,7 +313,7 @@ class Runner:
             values.append(("kernel.shared_with_host", float(shared), "1", None))
             if not shared:
                 values.append(("startup.guest_uptime_s", float(uptime), "s", None))
-            values += self._memory_values(summarise(samples, ready.t) if samples else None)
+            values += self._memory_values(summarise(samples, ready.t, done.t))
             cpu = final.cgroup_cpu_s if final else None
             values.append(("cpu.seconds", cpu, "s",
                            None if cpu is not None else "cgroup gone before it could be read"))
@@ -362,13 +363,13 @@ class Runner:
             yield "workload.cpu_s_per_kevent", cpu / events * 1000, "s", None
 
     @staticmethod
-    def _memory_values(summary: dict | None):
+    def _memory_values(summary: dict):
         views = [("mem.cgroup_bytes", "cgroup_working_set"), ("mem.cgroup_peak_bytes", "cgroup_peak"),
                  ("mem.pss_bytes", "pss"), ("mem.pss_peak_bytes", "pss_peak"),
                  ("mem.uss_bytes", "uss"), ("mem.rss_bytes", "rss")]
         for metric, key in views:
-            value = summary.get(key) if summary else None
-            yield metric, value, "bytes", None if value is not None else "no sample while it ran"
+            value, why_none = summary[key]
+            yield metric, value, "bytes", why_none
 
     @staticmethod
     def _workload_values(workload, output: str, code: int, host_outputs: list[str] | None = None):

@@ -48,11 +48,13 @@ def memory_of(pids: Iterable[int], proc: Path = PROC) -> ProcessMemory | None:
 
 
 def cpu_seconds_of(pids: Iterable[int]) -> float:
+    """CPU of the processes and of the children they reaped (a shim's runc create and
+    start): user + system alone would lose every helper that has exited."""
     total = 0.0
     for pid in pids:
         try:
             times = psutil.Process(pid).cpu_times()
-            total += times.user + times.system
+            total += times.user + times.system + times.children_user + times.children_system
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return total

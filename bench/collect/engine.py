@@ -52,22 +52,20 @@ def locate_engine(pids: list[int] | None = None, root: Path = ROOT, proc: Path =
         return EngineCpu((), "no dockerd or containerd process on this host")
     version = cgroup_version(root)
     key = "" if version == 2 else "cpuacct"
+    base = root / key if key else root
     try:
-        paths = {_cgroup_path(pid, key, proc) for pid in pids}
-        if "/" in paths:
-            own = root / OWN_CGROUP if version == 2 else root / "cpuacct" / OWN_CGROUP
-            own.mkdir(exist_ok=True)
-            for pid in pids:
-                if _cgroup_path(pid, key, proc) == "/":
-                    # cgroup.procs moves every thread; the children it forks later follow
-                    (own / "cgroup.procs").write_text(str(pid))
-            paths = {_cgroup_path(pid, key, proc) for pid in pids}
+        paths = {pid: _cgroup_path(pid, key, proc) for pid in pids}
+        for pid in [pid for pid, path in paths.items() if path == "/"]:
+            (base / OWN_CGROUP).mkdir(exist_ok=True)
+            # Moves every thread; the processes it starts from now on follow it
+            (base / OWN_CGROUP / "cgroup.procs").write_text(str(pid))
+            paths[pid] = "/" + OWN_CGROUP
     except (OSError, KeyError) as exc:  # not root, an engine restarting, no cpuacct
         return EngineCpu((), f"engine cgroup not usable: {type(exc).__name__}: {exc}")
+    paths = set(paths.values())
     # One cgroup inside another would count twice
     outermost = sorted(p for p in paths if not any(p.startswith(q.rstrip("/") + "/")
                                                    for q in paths if q != p))
-    base = root / key if key else root
     return EngineCpu(tuple(Cgroup(version, {key: base / p.lstrip("/")}) for p in outermost))
 
 

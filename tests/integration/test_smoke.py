@@ -90,7 +90,7 @@ def test_cpu_total_is_cgroup_plus_engine_cpu(smoke):
     for r in records(out):
         if r["metric"].startswith("cpu.") and r["value"] is not None:
             by_instance.setdefault((r["cell"], r["rep"]), {})[r["metric"]] = r
-    for (cell, rep), m in by_instance.items():
+    for (cell, _rep), m in by_instance.items():
         total = m["cpu.total_seconds"]["value"]
         if m["cpu.seconds"]["kind"] == "docker":
             assert m["cpu.engine_seconds"]["tags"]["engine_cpu_source"] == "cgroup", cell

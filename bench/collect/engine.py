@@ -7,7 +7,9 @@ containerd.service; where the engine sits in the root cgroup (started by hand, o
 cvbench on a host without a service manager), a cgroup cvbench makes and moves dockerd
 and containerd into, which every process they start afterwards inherits. Only where
 neither can be had: psutil over the live dockerd and containerd with the children they
-reaped, a view that misses the shims (their parent is init).
+reaped, a view that misses the shims (their parent is init): the runner adds the shim's
+CPU as last sampled while the container ran (on the bridge path that sum also holds
+docker-proxy's CPU up to then, which dockerd's reaped children count again).
 """
 
 from __future__ import annotations

@@ -102,5 +102,5 @@ def test_cpu_total_is_cgroup_plus_engine_cpu(smoke):
 def test_memory_is_measured_or_null_with_its_reason(smoke):
     out, _ = smoke
     for r in records(out):
-        if r["metric"] == "mem.pss_bytes" and "skipped" not in (r["error"] or ""):
-            assert (r["value"] is None) == bool(r["error"]) and r["value"] != 0, r
+        if r["metric"] == "mem.pss_bytes":  # never 0: a value, or null with the reason
+            assert (r["value"] is None) == bool(r.get("error")) and r["value"] != 0, r

@@ -96,8 +96,13 @@ def _one(runner, spec, rep: int, size: int) -> list:
 
 def _read(inst, size: int, phase: str, rec) -> None:
     pids = set(inst.cgroup.pids() if inst.cgroup else []) | set(inst.helper_pids())
-    pss = memory_of(pids).pss
-    rec("alloc.pss_bytes", pss, "bytes", phase)
-    rec("alloc.paid_fraction", pss / (size * MiB), "1", phase)
+    mem = memory_of(pids)
+    if mem is None:
+        for metric in ("alloc.pss_bytes", "alloc.paid_fraction"):
+            rec(metric, None, "bytes" if metric.endswith("_bytes") else "1", phase,
+                "no process of the instance could be read")
+    else:
+        rec("alloc.pss_bytes", mem.pss, "bytes", phase)
+        rec("alloc.paid_fraction", mem.pss / (size * MiB), "1", phase)
     if inst.cgroup is not None:
         rec("alloc.cgroup_bytes", inst.cgroup.memory().working_set, "bytes", phase)

@@ -127,13 +127,15 @@ class Density:
             pids.update(inst.cgroup.pids() if inst.cgroup else [])
             pids.update(inst.helper_pids())
             working_set += inst.cgroup.memory().working_set if inst.cgroup else 0
-        pss = memory_of(pids).pss
+        mem = memory_of(pids)
         drop_caches()
         after = mem_available()
         return [
             self.rec(rep, tags, "density.mem_available_drop_per_instance_bytes",
                      (before - after) / n, "bytes"),
-            self.rec(rep, tags, "density.pss_per_instance_bytes", pss / n, "bytes"),
+            self.rec(rep, tags, "density.pss_per_instance_bytes",
+                     None if mem is None else mem.pss / n, "bytes",
+                     None if mem is not None else "no process of the instances could be read"),
             self.rec(rep, tags, "density.cgroup_per_instance_bytes", working_set / n, "bytes"),
             self.rec(rep, tags, "density.host_processes", len(pids), "1"),
         ]

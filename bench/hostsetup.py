@@ -96,6 +96,11 @@ def start_dockerd(timeout: float = 60.0) -> None:
             raise UserError(f"dockerd did not answer within {timeout:.0f} s",
                             fix=f"read {DOCKERD_LOG}")
         time.sleep(0.5)
+    from bench.collect.engine import locate_engine
+
+    # Started by hand it sits in the root cgroup: give it one whose CPU is the engine's
+    engine = locate_engine()
+    print(f"[setup] engine CPU read from {engine.describe()}", flush=True)
 
 
 def reload_dockerd() -> None:

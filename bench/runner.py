@@ -15,7 +15,6 @@ from pathlib import Path
 from bench.agent import Ready
 from bench.cleanup import Cleanup, ignore_signals_during, signals_raise_interrupt
 from bench.collect.cgroups import Cgroup, remove_if_empty
-from bench.collect.processes import cpu_seconds_of, engine_pids
 from bench.collect.sampler import Sampler, summarise
 from bench.errors import RuntimeFailure, UserError
 from bench.hostclient import free_port, run_round
@@ -284,10 +283,11 @@ class Runner:
             tags["net_path"] = runtime.net_path(needs)
         name = self.instance_name()
         limits = Limits(scenario.cpus, scenario.memory_mib)
-        is_docker = runtime.kind == "docker"
         values: list[tuple[str, float | None, str, str | None]] = []
         inst = sampler = None
-        engine_before = cpu_seconds_of(engine_pids()) if is_docker else 0.0
+        measured, helper_cpu = False, 0.0
+        engine = runtime.engine
+        engine_before, wall_start = (engine.seconds() if engine else None), time.time()
         try:
             inst = runtime.launch(workload.command(params), limits, name, needs=needs, port=port)
             tags.update(inst.tags)
@@ -302,8 +302,9 @@ class Runner:
                 deadline = min(deadline, time.monotonic() + SERVER_EXIT_GRACE_S)
             done = inst.lines.wait_for("DONE", deadline)
             gone = inst.wait_gone(max(1.0, deadline - time.monotonic()))
+            # The cgroup outlives the instance: complete CPU totals and memory high-water mark
+            final = sampler.sample()
             samples = sampler.stop()
-            final = sampler.sample()  # the cgroup outlives the instance: complete CPU totals
 
             values.append(("startup.ready_s", ready.t - inst.t_launch, "s", None))
             values.append(("startup.exit_s", gone - inst.t_launch, "s", None))
@@ -314,20 +315,20 @@ class Runner:
             values.append(("kernel.shared_with_host", float(shared), "1", None))
             if not shared:
                 values.append(("startup.guest_uptime_s", seen.uptime_s, "s", None))
-            values += self._memory_values(summarise(samples, ready.t) if samples else None)
+            values += self._memory_values(summarise(samples, ready.t, done.t))
             cpu = final.cgroup_cpu_s if final else None
             values.append(("cpu.seconds", cpu, "s",
                            None if cpu is not None else "cgroup gone before it could be read"))
-            if is_docker:
-                shim = max((s.helper_cpu_s for s in samples), default=0.0)
-                engine = cpu_seconds_of(engine_pids()) - engine_before + shim
-                values.append(("cpu.engine_seconds", engine, "s", None))
+            # Helpers (a shim) while the instance ran: once its container is reaped, a
+            # shim's children's CPU holds the container's too
+            helper_cpu = max((s.helper_cpu_s for s in samples if s.live and s.t <= done.t),
+                             default=0.0)
             code = int(done.event[1])
             output = inst.lines.output_between(ready, done)
             tags.update(workload.output_tags(output))
             values.append(("workload.exit_code", code, "1", None))
             values += self._workload_values(workload, output, code, host_outputs)
-            values += self._derived_values(values)
+            measured = True
         except RuntimeFailure as exc:
             values.append(("startup.ready_s", None, "s", str(exc)))
         except Exception as exc:  # an engine error: this cell fails, the run goes on
@@ -337,6 +338,21 @@ class Runner:
                 sampler.stop()
             if inst is not None:
                 self.cleanup.release(inst.cleanup_token)
+        if measured and engine is not None:
+            # Read after the removal: the engine's work for an instance ends there
+            try:
+                spent = engine.seconds() - engine_before
+                if engine.source == "psutil":  # shims are no engine process's children
+                    spent += helper_cpu
+                values.append(("cpu.engine_seconds", spent, "s", None))
+                tags["engine_cpu_source"] = engine.source
+                # Engine CPU over a span in which it also served others is not this instance's alone
+                tags["engine_other_containers"] = runtime.other_containers(inst, wall_start,
+                                                                           time.time())
+            except Exception as exc:  # the engine went away, or its cgroup did
+                values.append(("cpu.engine_seconds", None, "s", f"{type(exc).__name__}: {exc}"))
+        if measured:
+            values += self._derived_values(values)
         # Memory can be unmeasurable (an instance gone within one sampling interval);
         # that is recorded, but the cell failed only if startup, CPU or the workload did.
         if any(error for metric, *_, error in values if not metric.startswith("mem.")):
@@ -362,15 +378,23 @@ class Runner:
         if cpu is not None and events:
             # Host CPU (the instance's whole cgroup: VMM and boot included) per 1,000 events
             yield "workload.cpu_s_per_kevent", cpu / events * 1000, "s", None
+        # All the host spent for the instance: its cgroup, plus what an engine spent outside
+        # it (nothing for native and QEMU, whose slirp runs in the cgroup)
+        has_engine = any(metric == "cpu.engine_seconds" for metric, *_ in values)
+        outside = found.get("cpu.engine_seconds") if has_engine else 0.0
+        if cpu is not None and outside is not None:
+            yield "cpu.total_seconds", cpu + outside, "s", None
+        else:
+            yield "cpu.total_seconds", None, "s", "cgroup or engine CPU unknown"
 
     @staticmethod
-    def _memory_values(summary: dict | None):
+    def _memory_values(summary: dict):
         views = [("mem.cgroup_bytes", "cgroup_working_set"), ("mem.cgroup_peak_bytes", "cgroup_peak"),
                  ("mem.pss_bytes", "pss"), ("mem.pss_peak_bytes", "pss_peak"),
                  ("mem.uss_bytes", "uss"), ("mem.rss_bytes", "rss")]
         for metric, key in views:
-            value = summary.get(key) if summary else None
-            yield metric, value, "bytes", None if value is not None else "no sample while it ran"
+            value, why_none = summary[key]
+            yield metric, value, "bytes", why_none
 
     @staticmethod
     def _workload_values(workload, output: str, code: int, host_outputs: list[str] | None = None):

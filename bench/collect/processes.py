@@ -19,7 +19,7 @@ class ProcessMemory:
         return ProcessMemory(self.rss + other.rss, self.pss + other.pss, self.uss + other.uss)
 
 
-ZERO = ProcessMemory(0, 0, 0)
+PROC = Path("/proc")
 
 
 def parse_smaps_rollup(text: str) -> ProcessMemory:
@@ -34,22 +34,27 @@ def parse_smaps_rollup(text: str) -> ProcessMemory:
     return ProcessMemory(kb.get("Rss", 0) * 1024, kb.get("Pss", 0) * 1024, uss * 1024)
 
 
-def memory_of(pids: Iterable[int]) -> ProcessMemory:
-    total = ZERO
+def memory_of(pids: Iterable[int], proc: Path = PROC) -> ProcessMemory | None:
+    """Summed over the processes that could be read; None when none could: processes
+    that have all exited use no memory we can see, which is not the same as 0 bytes."""
+    total = None
     for pid in pids:
         try:
-            total = total + parse_smaps_rollup(Path(f"/proc/{pid}/smaps_rollup").read_text())
+            mem = parse_smaps_rollup((proc / str(pid) / "smaps_rollup").read_text())
         except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue  # exited between listing and reading
+            continue  # exited between listing and reading (a zombie answers ESRCH)
+        total = mem if total is None else total + mem
     return total
 
 
 def cpu_seconds_of(pids: Iterable[int]) -> float:
+    """CPU of the processes and of the children they reaped (a shim's runc create and
+    start): user + system alone would lose every helper that has exited."""
     total = 0.0
     for pid in pids:
         try:
             times = psutil.Process(pid).cpu_times()
-            total += times.user + times.system
+            total += times.user + times.system + times.children_user + times.children_system
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return total

@@ -14,6 +14,7 @@ from typing import ClassVar
 from bench.agent import LineReader
 from bench.cleanup import Cleanup
 from bench.collect.cgroups import Cgroup
+from bench.collect.engine import EngineCpu
 from bench.images import GuestImage
 from bench.params import Param
 from bench.workloads import NO_NEEDS, Needs
@@ -78,6 +79,9 @@ class Instance(ABC):
 class Runtime(ABC):
     kind: ClassVar[str]
     OPTIONS: ClassVar[dict[str, Param]] = {}
+    # An engine that spends CPU for instances outside their cgroups (docker); None where
+    # everything an instance costs runs inside its cgroup (native; QEMU, slirp included)
+    engine: "EngineCpu | None" = None
 
     def __init__(self, name: str, options: dict, context: RunContext):
         self.name = name
@@ -131,6 +135,10 @@ class Runtime(ABC):
     def tags(self) -> dict:
         """Labels every record of this runtime carries."""
         return {}
+
+    def other_containers(self, inst: Instance, since: float, until: float) -> int | None:
+        """How many other instances the engine ran between since and until (wall clock)."""
+        return None
 
 
 def run_tool(argv: list[str]) -> None:

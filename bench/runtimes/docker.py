@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bench.agent import AGENT_PATH, LineReader
 from bench.collect.cgroups import Cgroup
+from bench.collect.engine import locate_engine
 from bench.collect.processes import find_ancestor, find_by_cmdline
 from bench.errors import RuntimeFailure, UserError
 from bench.images import ensure_docker_image
@@ -42,9 +43,10 @@ class ContainerInstance(Instance):
     client: object = None
     container: object = None
     shim_pid: int | None = None
+    proxy_pid: int | None = None  # docker-proxy: the host end of a published port
 
     def helper_pids(self) -> list[int]:
-        return [self.shim_pid] if self.shim_pid else []
+        return [pid for pid in (self.shim_pid, self.proxy_pid) if pid]
 
     def wait_gone(self, timeout: float) -> float:
         try:
@@ -116,6 +118,17 @@ class DockerRuntime(Runtime):
 
     def prepare(self) -> None:
         self.image_id = ensure_docker_image(self.client, self.context.image)
+        self.engine = locate_engine()
+
+    def other_containers(self, inst: ContainerInstance, since: float, until: float) -> int:
+        """Containers besides inst that the engine ran at some time between since and until
+        (wall clock): the engine's CPU over that span was not spent for inst alone."""
+        others = {c.id for c in self.client.containers.list()}  # running now
+        for event in self.client.events(since=since, until=until, decode=True,
+                                        filters={"type": "container"}):
+            others.add(event["id"])
+        others.discard(inst.container.id if inst.container is not None else None)
+        return len(others)
 
     def tags(self) -> dict:
         return {"oci_runtime": self.options["oci_runtime"], "network": self.options["network"],
@@ -155,6 +168,7 @@ class DockerRuntime(Runtime):
             "runtime_config": config,
             "runtime_version": command_version([binary, "--version"]),
             "docker_image_id": getattr(self, "image_id", None),
+            "engine_cpu": self.engine.describe() if self.engine else None,
         }
 
     def launch(self, command: str, limits: Limits, instance: str, needs: Needs = NO_NEEDS,
@@ -214,6 +228,8 @@ class DockerRuntime(Runtime):
             # The shim serves the container and outlives a short one: count it in PSS.
             inst.shim_pid = (pid and find_ancestor(pid, "containerd-shim")) or \
                 find_by_cmdline("containerd-shim", inst.container.id)
+            if ports:  # the bridge path: the engine's proxy carries every byte, count it
+                inst.proxy_pid = find_by_cmdline("docker-proxy", f"-host-port {port} ")
             if pid and inst.cgroup is None:  # systemd driver: read the container's own cgroup
                 try:
                     inst.cgroup = Cgroup.of_pid(pid)

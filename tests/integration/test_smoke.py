@@ -80,3 +80,27 @@ def test_nothing_left_behind(smoke):
     out, _ = smoke
     env = json.loads((out / "environment.json").read_text())
     assert leftovers(env["run"]) == []
+
+
+def test_cpu_total_is_cgroup_plus_engine_cpu(smoke):
+    """Containers add what the engine spent for them (its own cgroup here); native and
+    QEMU spend nothing outside their cgroup."""
+    out, _ = smoke
+    by_instance = {}
+    for r in records(out):
+        if r["metric"].startswith("cpu.") and r["value"] is not None:
+            by_instance.setdefault((r["cell"], r["rep"]), {})[r["metric"]] = r
+    for (cell, _rep), m in by_instance.items():
+        total = m["cpu.total_seconds"]["value"]
+        if m["cpu.seconds"]["kind"] == "docker":
+            assert m["cpu.engine_seconds"]["tags"]["engine_cpu_source"] == "cgroup", cell
+            assert total == m["cpu.seconds"]["value"] + m["cpu.engine_seconds"]["value"], cell
+        else:
+            assert "cpu.engine_seconds" not in m and total == m["cpu.seconds"]["value"], cell
+
+
+def test_memory_is_measured_or_null_with_its_reason(smoke):
+    out, _ = smoke
+    for r in records(out):
+        if r["metric"] == "mem.pss_bytes":  # never 0: a value, or null with the reason
+            assert (r["value"] is None) == bool(r.get("error")) and r["value"] != 0, r

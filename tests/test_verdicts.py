@@ -130,6 +130,30 @@ def test_a_container_slower_than_the_vm_contradicts():
     assert verdicts.cpu_verdict(frame, emulated=set()).status == CONTRADICTED
 
 
+def test_a_container_is_charged_its_engine_cpu():
+    """0.04 s in the container's cgroup looks cheaper than a 0.3 s VM; with the 0.3 s its
+    engine spent for it the container costs more, and an instance beside others says so."""
+    cgroup = [0.040, 0.041, 0.039, 0.042, 0.040]
+    total = [0.34, 0.35, 0.33, 0.36, 0.34]
+    vm = [0.30, 0.29, 0.31, 0.30, 0.30]
+    old = pd.DataFrame(rows("runc", "docker", "cpu.seconds", cgroup)
+                       + rows("qemu", "qemu", "cpu.seconds", vm))
+    verdict = verdicts.cpu_verdict(old, emulated=set())
+    assert verdict.status == SUPPORTED and "not recorded" in verdict.notes[-1]
+    frame = pd.DataFrame(rows("runc", "docker", "cpu.seconds", cgroup)
+                         + rows("runc", "docker", "cpu.total_seconds", total[:4],
+                                engine_other_containers=0)
+                         + rows("runc", "docker", "cpu.total_seconds", total[4:],
+                                engine_other_containers=2)
+                         + rows("qemu", "qemu", "cpu.seconds", vm)
+                         + rows("qemu", "qemu", "cpu.total_seconds", vm))
+    verdict = verdicts.cpu_verdict(frame, emulated=set())
+    assert verdict.status == CONTRADICTED, verdict
+    assert verdict.comparisons[0].metric == "cpu.total_seconds"
+    assert verdict.notes == ("runc: in 1 of 5 instances the engine also ran other containers "
+                             "(its CPU is not this instance's alone)",)
+
+
 def test_startup_pools_workloads_when_there_is_no_noop():
     frame = pd.DataFrame(rows("runc", "docker", "startup.ready_s", [0.2, 0.21, 0.2], "cpu")
                          + rows("runc", "docker", "startup.ready_s", [0.22, 0.2], "idle")

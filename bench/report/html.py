@@ -86,6 +86,7 @@ def build_report(directory: Path) -> Path:
     drawn = draw_figures(alone, directory / FIGURES_DIR)
     context = page_context(alone, environment, drawn)
     context["verdicts"] = verdicts.all_verdicts(frame, environment)  # isolation needs both
+    context["min_n_claim"] = verdicts.MIN_N_CLAIM
     context["workloads"] = workload_sections(alone, context, directory / FIGURES_DIR)
     context["sections"] = sharing.sections(frame, directory / FIGURES_DIR, environment)
     template = Environment(loader=FileSystemLoader(TEMPLATES),

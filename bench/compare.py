@@ -156,15 +156,19 @@ class Sample:
     condition: str
     main: bool  # the workload's main metric
     has_main: bool  # whether the cell's workload has a main metric at all
+    instances: int  # measured instances of the cell, whether or not they gave this metric
 
 
 def samples(frame: pd.DataFrame) -> dict[tuple[str, str], Sample]:
     """(cell with its condition, metric) -> the measured values, warm-ups left out."""
-    rows = frame[~frame["warmup"].eq(True) & frame["value"].notna()]
+    counted = frame[~frame["warmup"].eq(True)].reset_index(drop=True)
+    rows = counted[counted["value"].notna()]
     if rows.empty:
         return {}
-    condition = _conditions(rows)
-    label = rows["cell"] + condition.map(lambda c: f" [{c}]" if c else "")
+    condition = _conditions(counted)
+    label = counted["cell"] + condition.map(lambda c: f" [{c}]" if c else "")
+    instances = counted.groupby(label)["rep"].nunique()
+    condition, label = condition[rows.index], label[rows.index]
     main = rows["tag.main_metric"] if "tag.main_metric" in rows else pd.Series("", index=rows.index)
     out = {}
     for (cell, metric), group in rows.groupby([label, rows["metric"]], sort=False):
@@ -173,7 +177,8 @@ def samples(frame: pd.DataFrame) -> dict[tuple[str, str], Sample]:
         out[(cell, metric)] = Sample(first["unit"], group["value"].astype(float).tolist(),
                                      first["workload"], first["runtime"], first["kind"],
                                      condition[group.index[0]], bool((mains == metric).any()),
-                                     bool(mains.notna().any() and (mains != "").any()))
+                                     bool(mains.notna().any() and (mains != "").any()),
+                                     int(instances[cell]))
     return out
 
 
@@ -223,7 +228,12 @@ def gated(metric: str, sample: Sample, thresholds: Thresholds) -> bool:
     chosen = thresholds.get(metric, "gate")
     if chosen is not None:
         return chosen
-    return sample.main or (not sample.has_main and metric in GATED_WITHOUT_MAIN)
+    if sample.main:
+        return True
+    # A view most instances could not give (the PSS of a container gone before a sample) is
+    # too sparse to gate: how many values it got is chance, not a change
+    return (not sample.has_main and metric in GATED_WITHOUT_MAIN
+            and len(sample.values) >= FEWER_VALUES * sample.instances)
 
 
 def _reference(found: dict[tuple[str, str], Sample], sample: Sample, metric: str) -> Sample | None:

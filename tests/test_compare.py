@@ -268,3 +268,19 @@ def test_refusal_and_environment_differences(golden):
     assert "different guest images" in compare.refusal(env, other)
     moved = {**env, "host": {**env["host"], "kernel": "7.0"}}
     assert any(d.startswith("kernel:") for d in compare.environment_differences(env, moved))
+
+
+def test_a_view_most_instances_could_not_give_is_not_gated():
+    """A noop container is often gone before a PSS sample: 3 values of 10 instances are
+    chance, and 2 against 3 must not fail the gate as 'far fewer values'."""
+    def noop(pss_values):
+        return pd.DataFrame(rows("noop@runc", "docker", "docker", "startup.ready_s", BASE)
+                            + rows("noop@runc", "docker", "docker", "mem.pss_bytes", pss_values)
+                            + rows("noop@runc", "docker", "docker", "mem.pss_bytes",
+                                   [None] * (10 - len(pss_values)),
+                                   error="instance gone before a sample")[:10 - len(pss_values)])
+    sparse = by_key(compare_frames(noop([13e6, 13.1e6, 13.2e6]), noop([13e6, 13.1e6]), Thresholds()))
+    assert not sparse[("noop@runc", "mem.pss_bytes")].gated
+    assert sparse[("noop@runc", "mem.pss_bytes")].verdict == "unchanged"
+    dense = by_key(compare_frames(noop([13e6] * 8), noop([13e6] * 3), Thresholds()))
+    assert dense[("noop@runc", "mem.pss_bytes")].verdict == "regression"

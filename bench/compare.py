@@ -56,6 +56,8 @@ GATED_WITHOUT_MAIN = ("startup.ready_s", "mem.pss_bytes")
 CONDITION_TAGS = ("aggressor", "n", "k", "phase", "memory_mib", "touch_mib")
 # NEW has "far fewer" values when it has less than this share of BASE's
 FEWER_VALUES = 0.5
+# A view gated for lack of a main metric must come from this share of the instances at least
+DENSE = 0.9
 SKIPPED = "skipped: "
 
 SETTINGS = {
@@ -233,7 +235,7 @@ def gated(metric: str, sample: Sample, thresholds: Thresholds) -> bool:
     # A view most instances could not give (the PSS of a container gone before a sample) is
     # too sparse to gate: how many values it got is chance, not a change
     return (not sample.has_main and metric in GATED_WITHOUT_MAIN
-            and len(sample.values) >= FEWER_VALUES * sample.instances)
+            and len(sample.values) >= DENSE * sample.instances)
 
 
 def _reference(found: dict[tuple[str, str], Sample], sample: Sample, metric: str) -> Sample | None:

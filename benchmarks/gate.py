@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import compare
-from bench.results import load_frame
+from bench.results import load_frame, read_environment
 
 SLOWDOWN = 0.10
 
@@ -41,6 +41,12 @@ def run(scenario: Path, count: int, out: Path) -> None:
         print(f"{folder}: exit {result.returncode} in {time.monotonic() - started:.0f} s", flush=True)
         if result.returncode not in (0, 1):
             sys.exit(f"{folder}: {result.stderr[-2000:]}")
+
+
+def finished(run: Path) -> bool:
+    """A run that ended on its own (not one going on, or interrupted)."""
+    environment = read_environment(run) if (run / "records.jsonl").exists() else {}
+    return bool(environment.get("finished")) and not environment.get("interrupted")
 
 
 def targets(frame: pd.DataFrame, thresholds: compare.Thresholds) -> list[tuple[str, str]]:
@@ -61,7 +67,7 @@ def slowed(frame: pd.DataFrame, cell: str, metric: str, factor: float = 1 + SLOW
 
 
 def evaluate(folder: Path, thresholds: compare.Thresholds) -> str:
-    runs = sorted(p for p in folder.iterdir() if (p / "records.jsonl").exists())
+    runs = sorted(p for p in folder.iterdir() if finished(p))
     if len(runs) < 2:
         sys.exit(f"{folder}: needs at least two runs (python benchmarks/gate.py run)")
     frames = [load_frame(r) for r in runs]

@@ -4,10 +4,10 @@ What the gate judges, and why:
 - Cells are matched on their name and on every tag that defines a condition (the
   aggressor beside a victim, N and k of a density step, the phase and size of an
   allocation), so different conditions are never pooled.
-- Gated is what a cell is about: its workload's main metric; in a cell without one (noop,
-  idle) the time to READY and the PSS of the instance. Every other metric is compared and
-  shown, never failed on; a thresholds file can gate more, or fewer. Each gated test
-  costs the others power (below), so the family stays small.
+- Gated is what a cell is about: its workload's main metric (noop's is the time to READY,
+  idle's the PSS of the instance). Every other metric is compared and shown, never failed
+  on; a thresholds file can gate more, or fewer. Each gated test costs the others power
+  (below), so the family stays small.
 - A container's or VM's workload metric is judged as its overhead: divided by the median
   of the native cell of the same workload in the same run. Native and the others run
   interleaved, so a host that got slower or busier between the two runs slows both, and
@@ -50,14 +50,10 @@ NOT_GATED = ("workload.exit_code", "workload.time_s", "workload.events", "kernel
 NOT_GATED_PREFIXES = ("aggressor.",)
 # More is better, though the name does not say per second
 HIGHER_IS_BETTER = ("workload.iops", "density.reached_n")
-# Gated in a cell whose workload has no main metric (noop, idle: startup and footprint)
-GATED_WITHOUT_MAIN = ("startup.ready_s", "mem.pss_bytes")
 # Tags whose values make another condition of the same cell
 CONDITION_TAGS = ("aggressor", "n", "k", "phase", "memory_mib", "touch_mib")
 # NEW has "far fewer" values when it has less than this share of BASE's
 FEWER_VALUES = 0.5
-# A view gated for lack of a main metric must come from this share of the instances at least
-DENSE = 0.9
 SKIPPED = "skipped: "
 
 SETTINGS = {
@@ -157,30 +153,23 @@ class Sample:
     kind: str
     condition: str
     main: bool  # the workload's main metric
-    has_main: bool  # whether the cell's workload has a main metric at all
-    instances: int  # measured instances of the cell, whether or not they gave this metric
 
 
 def samples(frame: pd.DataFrame) -> dict[tuple[str, str], Sample]:
     """(cell with its condition, metric) -> the measured values, warm-ups left out."""
-    counted = frame[~frame["warmup"].eq(True)].reset_index(drop=True)
-    rows = counted[counted["value"].notna()]
+    rows = frame[~frame["warmup"].eq(True) & frame["value"].notna()].reset_index(drop=True)
     if rows.empty:
         return {}
-    condition = _conditions(counted)
-    label = counted["cell"] + condition.map(lambda c: f" [{c}]" if c else "")
-    instances = counted.groupby(label)["rep"].nunique()
-    condition, label = condition[rows.index], label[rows.index]
+    condition = _conditions(rows)
+    label = rows["cell"] + condition.map(lambda c: f" [{c}]" if c else "")
     main = rows["tag.main_metric"] if "tag.main_metric" in rows else pd.Series("", index=rows.index)
     out = {}
     for (cell, metric), group in rows.groupby([label, rows["metric"]], sort=False):
         first = group.iloc[0]
-        mains = main[group.index]
         out[(cell, metric)] = Sample(first["unit"], group["value"].astype(float).tolist(),
                                      first["workload"], first["runtime"], first["kind"],
-                                     condition[group.index[0]], bool((mains == metric).any()),
-                                     bool(mains.notna().any() and (mains != "").any()),
-                                     int(instances[cell]))
+                                     condition[group.index[0]],
+                                     bool((main[group.index] == metric).any()))
     return out
 
 
@@ -230,12 +219,7 @@ def gated(metric: str, sample: Sample, thresholds: Thresholds) -> bool:
     chosen = thresholds.get(metric, "gate")
     if chosen is not None:
         return chosen
-    if sample.main:
-        return True
-    # A view most instances could not give (the PSS of a container gone before a sample) is
-    # too sparse to gate: how many values it got is chance, not a change
-    return (not sample.has_main and metric in GATED_WITHOUT_MAIN
-            and len(sample.values) >= DENSE * sample.instances)
+    return sample.main
 
 
 def _reference(found: dict[tuple[str, str], Sample], sample: Sample, metric: str) -> Sample | None:
@@ -262,10 +246,11 @@ def _failure(frame: pd.DataFrame, cell: str) -> str | None:
 def _missing(cell: str, metric: str, base: Sample | None, new: Sample | None, gated: bool,
              failure: str | None) -> Change:
     """A gated metric BASE had and NEW lost is a regression (the cell failed, or stopped
-    measuring it). Other gaps (a new cell, an ungated metric) are reported only."""
+    measuring it), and so is a lost startup time, which every instance that came up has.
+    Other gaps (a new cell, an ungated metric) are reported only."""
     unit = (base or new).unit
     side = "new" if base else "base"
-    broke = gated and side == "new"
+    broke = side == "new" and (gated or metric == "startup.ready_s")
     if broke:
         reason = f"the cell failed in the new run: {failure}" if failure else \
             "the new run has no value of this gated metric"

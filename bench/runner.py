@@ -427,7 +427,7 @@ class Runner:
         shown = {r.metric: (r.value, r.unit) for r in records}
         parts = [f"ready {shown['startup.ready_s'][0]:.3f} s"]
         main = records[0].tags.get("main_metric") if records else None
-        if main in shown:
+        if main in shown and main.startswith("workload."):  # startup and PSS have their own
             parts.append(f"{main.removeprefix('workload.')} {shown[main][0]:.4g} {shown[main][1]}")
         if shown.get("mem.pss_bytes", (None,))[0]:
             parts.append(f"PSS {shown['mem.pss_bytes'][0] / 2**20:.1f} MiB")

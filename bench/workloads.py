@@ -214,11 +214,13 @@ CATALOGUE: dict[str, Workload] = {
             name="noop",
             description="READY, then exit at once: startup and teardown latency",
             command=lambda p: "true",
+            main_metric=lambda p: "startup.ready_s",
         ),
         Workload(
             name="idle",
             description="READY, then sleep: the instance's resting footprint",
             command=lambda p: f"sleep {p['seconds']}",
+            main_metric=lambda p: "mem.pss_bytes",
             params={"seconds": Param(float, 5.0, "how long the instance idles", quick=2.0)},
         ),
         Workload(

@@ -71,7 +71,7 @@ def compare_runs(base: Path, new: Path, thresholds=None, markdown=None, json_out
     regressions = [c for c in changes if c.verdict == "regression"]
     for c in regressions:
         console.print(f"[bold red]regression[/bold red] {c.cell} {c.metric}: {c.reason}")
-    unjudged = [c for c in changes if c.verdict == "unjudged"]
+    unjudged = [c for c in changes if c.verdict == "unjudged" and c.gated]
     if unjudged:
         console.print(f"[yellow]warning:[/yellow] {len(unjudged)} gated metric(s) not judged, too "
                       "few values (fewer than 2 a side): the gate says nothing about them")

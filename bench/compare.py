@@ -8,12 +8,11 @@ What the gate judges, and why:
   idle's the PSS of the instance). Every other metric is compared and shown, never failed
   on; a thresholds file can gate more, or fewer. Each gated test costs the others power
   (below), so the family stays small.
-- A container's or VM's workload metric is judged as its overhead: divided by the median
-  of the native cell of the same workload in the same run. Native and the others run
+- A container's or VM's metric is judged as its overhead: divided by the median of the
+  native cell of the same workload in the same run. Native and the others run
   interleaved, so a host that got slower or busier between the two runs slows both, and
-  the ratio cancels that drift; a change of the runtime does not cancel. Native cells,
-  the reference, and startup and memory, which do not scale with the host's speed the
-  way work does, are judged on their raw values.
+  the ratio cancels that drift; a change of the runtime does not cancel. Memory, which
+  does not scale with the host's speed, and the native cells themselves are judged raw.
 - A change is a regression when the two-sided Mann-Whitney U test rejects "no change"
   at the family-wise level alpha, corrected for the number of gated tests (Holm), AND
   the median moved beyond the noise floor `min_change` in the metric's worse direction.
@@ -203,34 +202,41 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, thresholds: Thresholds
         if a is None or b is None:
             changes.append(_missing(cell, metric, a, b, is_gated, _failure(new, cell)))
             continue
-        basis = thresholds.get(metric, "basis") or ("native" if metric.startswith("workload.") else "raw")
-        references = (_reference(base_samples, a, metric), _reference(new_samples, b, metric))
-        use = basis == "native" and all(references)
+        pair = (_reference(base_samples, key, thresholds), _reference(new_samples, key, thresholds))
+        references = (base_samples[pair[0]].values, new_samples[pair[1]].values) if all(pair) else None
         changes.append(compare_samples(cell, metric, a.unit, a.values, b.values, thresholds,
-                                       is_gated, tuple(r.values for r in references) if use else None))
+                                       is_gated, references))
     changes += _new_failures(base, new, changes)
     return holm(changes, thresholds)
 
 
 def gated(metric: str, sample: Sample, thresholds: Thresholds) -> bool:
-    """Whether a change of metric in sample's cell can fail the gate."""
+    """Whether a change of metric in sample's cell can fail the gate: its main metric, unless
+    the thresholds say otherwise."""
     if direction(metric) is None:
         return False
     chosen = thresholds.get(metric, "gate")
-    if chosen is not None:
-        return chosen
-    return sample.main
+    return sample.main if chosen is None else chosen
 
 
-def _reference(found: dict[tuple[str, str], Sample], sample: Sample, metric: str) -> Sample | None:
-    """The native cell of the same workload and condition in the same run; None for a native
-    cell itself, or where the run has none."""
-    if sample.kind == "native":
+def basis(metric: str, thresholds: Thresholds) -> str:
+    """native: compared as the overhead over the run's native cell; raw: as measured.
+    Memory does not scale with the host's speed: raw unless the thresholds say otherwise."""
+    return thresholds.get(metric, "basis") or ("raw" if metric.startswith("mem.") else "native")
+
+
+def _reference(found: dict[tuple[str, str], Sample], key: tuple[str, str],
+               thresholds: Thresholds) -> tuple[str, str] | None:
+    """The key of the native cell of the same workload and condition in the same run, where
+    key's metric is compared as an overhead; None for a native cell itself, or where the
+    run has none."""
+    sample, metric = found[key], key[1]
+    if sample.kind == "native" or basis(metric, thresholds) != "native":
         return None
-    for (_, other_metric), other in found.items():
-        if (other_metric == metric and other.kind == "native" and other.workload == sample.workload
+    for other_key, other in found.items():
+        if (other_key[1] == metric and other.kind == "native" and other.workload == sample.workload
                 and other.condition == sample.condition):
-            return other
+            return other_key
     return None
 
 

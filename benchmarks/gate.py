@@ -1,15 +1,15 @@
 """How good is the regression gate? Specificity on A/A pairs, power on injected slowdowns.
 
     python benchmarks/gate.py run [--count 12] [--scenario scenarios/aa.toml] [--out results/gate-aa]
-    python benchmarks/gate.py evaluate [results/gate-aa] [--thresholds thresholds.toml]
+    python benchmarks/gate.py evaluate [results/gate-aa] [--thresholds thresholds.toml] [--slowdown 0.1]
 
 `run` runs the scenario COUNT times back to back (run folders r01, r02, ...; existing
-ones are kept, so an interrupted benchmark resumes). `evaluate` compares each run with
-the next, as `cvbench compare` would (the same build on the same host: every "regression"
-is a false alarm), then injects a slowdown of SLOWDOWN into one gated metric of the newer
-run at a time (each gated main workload metric and startup.ready_s: x1.1 where lower is
+ones are kept, so an interrupted benchmark resumes). `evaluate` compares each finished
+run with the next, as `cvbench compare` would (the same build on the same host: every
+"regression" is a false alarm), then injects a slowdown into one gated metric of the
+newer run at a time (each gated main metric: x1.1 for a 10% slowdown where lower is
 better, /1.1 where higher is) and counts how often the gate names exactly that metric a
-regression. It prints both tables in Markdown and writes them to OUT/gate.md.
+regression. It prints both tables in Markdown and writes them to FOLDER/gate-SLOWDOWN.md.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def targets(frame: pd.DataFrame, thresholds: compare.Thresholds) -> list[tuple[s
             and compare.gated(key[1], sample, thresholds)]
 
 
-def slowed(frame: pd.DataFrame, cell: str, metric: str, factor: float = 1 + SLOWDOWN) -> pd.DataFrame:
+def slowed(frame: pd.DataFrame, cell: str, metric: str, factor: float) -> pd.DataFrame:
     """frame with metric of cell made worse by factor (cell as compare.samples labels it)."""
     out = frame.copy()
     hit = (out["cell"] == cell.split(" [")[0]) & (out["metric"] == metric) & out["value"].notna()
@@ -66,7 +66,7 @@ def slowed(frame: pd.DataFrame, cell: str, metric: str, factor: float = 1 + SLOW
     return out
 
 
-def evaluate(folder: Path, thresholds: compare.Thresholds) -> str:
+def evaluate(folder: Path, thresholds: compare.Thresholds, slowdown: float = SLOWDOWN) -> str:
     runs = sorted(p for p in folder.iterdir() if finished(p))
     if len(runs) < 2:
         sys.exit(f"{folder}: needs at least two runs (python benchmarks/gate.py run)")
@@ -80,7 +80,8 @@ def evaluate(folder: Path, thresholds: compare.Thresholds) -> str:
         passed += not false
         alarms += [f"{runs[i].name} -> {runs[j].name}: {c.cell} {c.metric}: {c.reason}" for c in false]
         for cell, metric in targets(frames[j], thresholds):
-            found = compare.compare_frames(frames[i], slowed(frames[j], cell, metric), thresholds)
+            found = compare.compare_frames(frames[i], slowed(frames[j], cell, metric, 1 + slowdown),
+                                           thresholds)
             hit = any(c.cell == cell and c.metric == metric and c.verdict == "regression"
                       for c in found)
             caught.setdefault((cell, metric), []).append(hit)
@@ -93,7 +94,7 @@ def evaluate(folder: Path, thresholds: compare.Thresholds) -> str:
     lines += [f"- false alarm: {a}" for a in alarms]
     total = sum(len(v) for v in caught.values())
     hits = sum(sum(v) for v in caught.values())
-    lines += ["", f"**Power**: a {SLOWDOWN:.0%} slowdown injected into one metric was caught in "
+    lines += ["", f"**Power**: a {slowdown:.0%} slowdown injected into one metric was caught in "
               f"{hits} of {total} injections ({hits / total:.0%}).", "",
               "| cell | metric | caught |", "| --- | --- | ---: |"]
     lines += [f"| {cell} | {metric} | {sum(v)} of {len(v)} |" for (cell, metric), v in caught.items()]
@@ -110,12 +111,13 @@ def main() -> None:
     judge = sub.add_parser("evaluate")
     judge.add_argument("folder", type=Path, nargs="?", default=Path("results/gate-aa"))
     judge.add_argument("--thresholds", type=Path, default=None)
+    judge.add_argument("--slowdown", type=float, default=SLOWDOWN, help="injected, e.g. 0.1: x1.1")
     args = parser.parse_args()
     if args.action == "run":
         run(args.scenario, args.count, args.out)
     else:
-        table = evaluate(args.folder, compare.load_thresholds(args.thresholds))
-        (args.folder / "gate.md").write_text(table)
+        table = evaluate(args.folder, compare.load_thresholds(args.thresholds), args.slowdown)
+        (args.folder / f"gate-{args.slowdown:g}.md").write_text(table)
         print(table)
 
 

@@ -74,10 +74,14 @@ def evaluate(folder: Path, thresholds: compare.Thresholds, slowdown: float = SLO
     pairs = list(zip(range(len(runs) - 1), range(1, len(runs))))
     alarms, passed = [], 0
     caught: dict[tuple[str, str], list[bool]] = {}
+    spread: dict[tuple[str, str], float] = {}  # the largest A/A change of each gated metric
     for i, j in pairs:
         changes = compare.compare_frames(frames[i], frames[j], thresholds)
         false = [c for c in changes if c.verdict == "regression"]
         passed += not false
+        for c in changes:
+            if c.gated and c.change == c.change:
+                spread[(c.cell, c.metric)] = max(spread.get((c.cell, c.metric), 0.0), abs(c.change))
         alarms += [f"{runs[i].name} -> {runs[j].name}: {c.cell} {c.metric}: {c.reason}" for c in false]
         for cell, metric in targets(frames[j], thresholds):
             found = compare.compare_frames(frames[i], slowed(frames[j], cell, metric, 1 + slowdown),
@@ -98,6 +102,10 @@ def evaluate(folder: Path, thresholds: compare.Thresholds, slowdown: float = SLO
               f"{hits} of {total} injections ({hits / total:.0%}).", "",
               "| cell | metric | caught |", "| --- | --- | ---: |"]
     lines += [f"| {cell} | {metric} | {sum(v)} of {len(v)} |" for (cell, metric), v in caught.items()]
+    lines += ["", "**Largest A/A change** of each gated metric (a floor learned from this host: "
+              "`min_change` above it keeps such reruns clean):", "", "| cell | metric | largest |",
+              "| --- | --- | ---: |"]
+    lines += [f"| {cell} | {metric} | {value:.1%} |" for (cell, metric), value in spread.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -247,7 +247,7 @@ def _ratio_panel(ax, ratios: list[stats.Ratio], labels: list[str]) -> None:
     ax.axhline(1.0, linestyle="--", color="grey", label="native")
     ax.margins(x=0.2)
     _ticks(ax, labels)
-    ax.set_ylabel("ratio to native (1 = native speed)")
+    ax.set_ylabel("ratio to native (1 = as native)")
     ax.set_title("ratio of medians to native, 95% CI")
 
 

@@ -37,6 +37,7 @@ from scipy.stats import mannwhitneyu
 from bench import stats
 from bench.errors import UserError
 from bench.params import Param
+from bench.results import SKIPPED
 
 LOWER_IS_BETTER = ("startup.", "mem.", "cpu.")
 # Costs per unit of work: less is better, though their names end in neither _s nor _bytes
@@ -53,7 +54,6 @@ HIGHER_IS_BETTER = ("workload.iops", "density.reached_n")
 CONDITION_TAGS = ("aggressor", "n", "k", "phase", "memory_mib", "touch_mib")
 # NEW has "far fewer" values when it has less than this share of BASE's
 FEWER_VALUES = 0.5
-SKIPPED = "skipped: "
 
 SETTINGS = {
     "alpha": Param(float, 0.01, "family-wise significance level over all gated tests (Holm)"),

@@ -11,6 +11,8 @@ from typing import Any, Iterable
 
 RECORDS = "records.jsonl"
 ENVIRONMENT = "environment.json"
+# The error of a cell a runtime cannot run: recorded, neither measured nor failed
+SKIPPED = "skipped: "
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,11 @@ from bench.collect.sampler import Sampler, summarise
 from bench.errors import RuntimeFailure, UserError
 from bench.hostclient import free_port, run_round
 from bench.images import ensure_image
-from bench.results import Record, RecordStore, host_environment, write_environment
+from bench.results import SKIPPED, Record, RecordStore, host_environment, write_environment
 from bench.runtimes import KINDS, Limits, RunContext, Runtime
 from bench.scenario import RuntimeSpec, Scenario, WorkloadSpec
 from bench.workloads import CATALOGUE, Workload
 
-SKIPPED = "skipped: "  # the error of a cell a runtime cannot run: recorded, not failed
 # After the host's last round a serving instance ends by itself within seconds.
 SERVER_EXIT_GRACE_S = 30.0
 

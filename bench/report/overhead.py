@@ -14,9 +14,9 @@ import pandas as pd
 
 from bench import stats
 from bench.compare import direction
+from bench.results import SKIPPED
 from bench.report.data import in_order, interval, measured, runtime_label
 
-SKIPPED = "skipped: "
 # Workload metrics that echo the scenario or the instance rather than measure it
 ECHOES = ("workload.exit_code", "workload.time_s", "workload.events", "workload.syscalls",
           "workload.bytes")

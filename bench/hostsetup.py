@@ -22,6 +22,7 @@ from bench.errors import UserError
 PACKAGES = {
     "docker.io": "dockerd",
     "runsc": "runsc",
+    "crun": "crun",
     "qemu-system-x86": "qemu-system-x86_64",
     "qemu-utils": "qemu-img",
     "mmdebstrap": "mmdebstrap",
@@ -35,7 +36,8 @@ RUNSC_CONFIG = {"path": "/usr/bin/runsc", "runtimeArgs": ["--platform=ptrace", "
 # The serving workloads (net, redis) need a network: runsc on the host's stack, with
 # Docker's host network mode, reached on 127.0.0.1.
 RUNSC_HOST_CONFIG = {"path": "/usr/bin/runsc", "runtimeArgs": ["--platform=ptrace", "--network=host"]}
-OCI_RUNTIMES = {"runsc": RUNSC_CONFIG, "runsc-host": RUNSC_HOST_CONFIG}
+# crun works on a pure cgroup v2 host only ("cgroups in hybrid mode not supported")
+CRUN_CONFIG = {"path": "/usr/bin/crun"}
 
 
 def is_debian_root() -> bool:
@@ -60,18 +62,34 @@ def install_packages(packages: list[str]) -> None:
             raise UserError(f"{' '.join(argv)} failed:\n{result.stderr[-1500:]}")
 
 
-def register_runsc() -> bool:
-    """Add runsc and runsc-host to the engine's runtimes unless the user configured them."""
-    config = json.loads(DAEMON_JSON.read_text()) if DAEMON_JSON.exists() else {}
-    missing = {name: c for name, c in OCI_RUNTIMES.items() if name not in config.get("runtimes", {})}
+def oci_runtimes(crun: bool) -> dict:
+    wanted = {"runsc": RUNSC_CONFIG, "runsc-host": RUNSC_HOST_CONFIG}
+    return {**wanted, "crun": CRUN_CONFIG} if crun else wanted
+
+
+def missing_runtimes(daemon_json: Path, crun: bool) -> dict:
+    """cvbench's OCI runtimes that daemon_json does not register (the user's own win)."""
+    config = json.loads(daemon_json.read_text()) if daemon_json.exists() else {}
+    return {name: c for name, c in oci_runtimes(crun).items() if name not in config.get("runtimes", {})}
+
+
+def write_oci_runtimes(daemon_json: Path, crun: bool) -> None:
+    config = json.loads(daemon_json.read_text()) if daemon_json.exists() else {}
+    config.setdefault("runtimes", {}).update(missing_runtimes(daemon_json, crun))
+    daemon_json.parent.mkdir(parents=True, exist_ok=True)
+    daemon_json.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def register_runtimes() -> bool:
+    """runsc, runsc-host and (where installed) crun registered with the engine."""
+    crun = Path(CRUN_CONFIG["path"]).exists()
+    missing = missing_runtimes(DAEMON_JSON, crun)
     if not missing:
         return False
     if os.geteuid() != 0:
         raise UserError(f"{', '.join(missing)} not registered in {DAEMON_JSON}",
                         fix=f'add to "runtimes" there as root: {json.dumps(missing)}')
-    config.setdefault("runtimes", {}).update(missing)
-    DAEMON_JSON.parent.mkdir(parents=True, exist_ok=True)
-    DAEMON_JSON.write_text(json.dumps(config, indent=2) + "\n")
+    write_oci_runtimes(DAEMON_JSON, crun)
     print(f"[setup] registered {', '.join(missing)} in {DAEMON_JSON}", flush=True)
     return True
 
@@ -115,7 +133,7 @@ def ensure_host() -> None:
     missing = missing_packages()
     if missing:
         install_packages(missing)
-    changed = register_runsc()
+    changed = register_runtimes()
     if not docker_answers():
         if os.geteuid() != 0:
             raise UserError("no Docker engine answers on /var/run/docker.sock",

@@ -1,0 +1,53 @@
+"""What the lab does: the lab scenario and the integration tests that read cgroups and
+drive Docker and QEMU, run on the lab's host shape, results written to the shared tree."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from bench.errors import UserError
+from bench.lab.image import ensure_lab_image
+from bench.lab.vm import run_in_lab
+
+# Integration tests that read the instance cgroups and drive Docker and QEMU directly,
+# without the smoke run (too slow under emulation).
+LAB_TESTS = ["tests/integration/test_host_shape.py"]
+SCENARIO = "scenarios/lab.toml"
+
+
+def job_script(scenario: str, run_dir: str, reps: int | None, quick: bool, tests: list[str]) -> str:
+    run = f"python -m bench.cli run {scenario} --out {run_dir}"
+    run += f" --reps {reps}" if reps else ""
+    run += " --quick" if quick else ""
+    lines = ["rc=0", f"python -m bench.cli doctor > {run_dir}/lab/doctor.txt 2>&1 || true",
+             f"cat {run_dir}/lab/doctor.txt", f"{run} || rc=$?"]
+    if tests:
+        lines.append(f"python -m pytest -p no:cacheprovider -m integration -q {' '.join(tests)} "
+                     f"--junitxml={run_dir}/lab/pytest.xml || rc=$?")
+    return "\n".join(lines + ["exit $rc", ""])
+
+
+def run_lab(project: Path, scenario: str = SCENARIO, out: Path | None = None, reps: int | None = None,
+            quick: bool = False, tests: bool = True, timeout_s: float = 3600) -> tuple[int, Path]:
+    """Build (or reuse) the lab image, run the job in it; (exit code, run folder)."""
+    project = project.resolve()
+    if not (project / scenario).exists():
+        raise UserError(f"{scenario}: no such scenario in {project}")
+    out = (out or project / "results" / time.strftime("lab-%Y%m%dT%H%M%SZ", time.gmtime())).resolve()
+    if not out.is_relative_to(project):
+        raise UserError(f"{out}: the lab writes only inside the project tree it sees ({project})",
+                        fix="pass --out under results/")
+    image = ensure_lab_image(project)
+    started = time.monotonic()
+    (out / "lab").mkdir(parents=True, exist_ok=True)
+    job = job_script(scenario, str(out.relative_to(project)), reps, quick, LAB_TESTS if tests else [])
+    rc = run_in_lab(image, project, out / "lab", job, timeout_s)
+    (out / "lab" / "lab.json").write_text(json.dumps(
+        {"image": image.key, "image_build_s": image.build_s, "lab_s": round(time.monotonic() - started, 1),
+         "job_rc": rc}, indent=2) + "\n")
+    if rc is None:
+        print(f"[lab] the lab stopped without finishing its job: read {out / 'lab' / 'console.log'}")
+        return 2, out
+    return rc, out

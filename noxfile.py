@@ -1,5 +1,5 @@
 """Sessions: bench (default scenario + report), tests, regress (CI gate), benchmarks
-(pytest-benchmark), report, lint.
+(pytest-benchmark), report, lab (a systemd + cgroup v2 + KVM host in a VM), lint.
 
 Each session first brings the host up (python -m bench.hostsetup): on a Debian-family
 host as root it installs docker.io, runsc, QEMU and the image tools and starts dockerd;
@@ -65,6 +65,16 @@ def report(session):
     if target is None:
         session.error("no run under results/: run nox -s bench first")
     session.run("cvbench", "report", target)
+
+
+@nox.session
+def lab(session):
+    """The host shape most users have (systemd, cgroup v2, Docker's systemd driver, KVM) in
+    a VM booted here under emulation: scenarios/lab.toml and the lab's tests run inside it;
+    results land under results/lab-TIME. Pass cvbench lab flags after --, e.g. --quick."""
+    session.install("-e", ".")
+    _setup_host(session)
+    session.run("cvbench", "lab", *session.posargs)
 
 
 @nox.session

@@ -1,4 +1,4 @@
-"""cvbench commands: run, report, compare, regress, images, doctor."""
+"""cvbench commands: run, report, compare, regress, images, doctor, lab."""
 
 from __future__ import annotations
 
@@ -155,6 +155,15 @@ def cmd_doctor(args) -> int:
     return run_checks(fix=args.fix)
 
 
+def cmd_lab(args) -> int:
+    from bench.lab.job import run_lab
+
+    rc, out = run_lab(Path.cwd(), args.scenario, args.out, reps=args.reps, quick=args.quick,
+                      tests=not args.no_tests, timeout_s=args.timeout)
+    print(f"lab results: {out} (report: {out / 'report.html'}; console: {out / 'lab' / 'console.log'})")
+    return rc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cvbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--fix", action="store_true",
                         help="install missing packages, register runsc, start dockerd (root)")
     doctor.set_defaults(func=cmd_doctor)
+    lab = sub.add_parser("lab", help="run the lab scenario in a VM with systemd, cgroup v2 and "
+                         "nested KVM (the host shape most users have), booted here under emulation")
+    lab.add_argument("scenario", nargs="?", default="scenarios/lab.toml")
+    lab.add_argument("--out", type=Path, help="results folder, inside this project (default results/lab-TIME)")
+    lab.add_argument("--reps", type=int, help="measured repetitions per cell")
+    lab.add_argument("--quick", action="store_true", help="1 repetition, no warm-up, short sizes")
+    lab.add_argument("--no-tests", action="store_true", help="the scenario only, not the lab's tests")
+    lab.add_argument("--timeout", type=float, default=3600, help="seconds before the lab is stopped")
+    lab.set_defaults(func=cmd_lab)
     return parser
 
 

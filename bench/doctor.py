@@ -13,6 +13,8 @@ from pathlib import Path
 import psutil
 
 from bench.collect.cgroups import ROOT, V1_CONTROLLERS, Cgroup, cgroup_version
+from bench.results import running_under_hypervisor
+from bench.runtimes.docker import slice_path, stop_slice
 from bench.errors import UserError
 
 
@@ -45,6 +47,19 @@ def check_cgroups() -> Check:
                  None if writable else "run as root on a host with a writable cgroup file system")
 
 
+def check_image() -> Check:
+    """The guest image: built already, or buildable here (mmdebstrap)."""
+    from bench.images import load_cached
+
+    image = load_cached()
+    if image:
+        return Check("guest image", True, f"{image.key} cached at {image.directory}")
+    if shutil.which("mmdebstrap"):
+        return Check("guest image", True, "not built yet; mmdebstrap builds it on the first run")
+    return Check("guest image", False, "not built, and mmdebstrap is not installed to build it",
+                 "apt-get install mmdebstrap")
+
+
 def check_docker() -> Check:
     from bench.runtimes.docker import docker_client
 
@@ -53,8 +68,12 @@ def check_docker() -> Check:
     except UserError as exc:
         return Check("docker", False, str(exc).split("\n")[0], exc.fix)
     info = client.info()
-    return Check("docker", True, f"engine {info.get('ServerVersion')}, cgroup driver "
-                 f"{info.get('CgroupDriver')}, runtimes: {', '.join(info.get('Runtimes', {}))}")
+    driver = info.get("CgroupDriver")
+    # systemd: containers go in a cvbench slice of their own, whose counters outlive them
+    placement = ("containers in cvbench-*.slice" if driver == "systemd"
+                 else "containers below cvbench's cgroup")
+    return Check("docker", True, f"engine {info.get('ServerVersion')}, cgroup driver {driver} "
+                 f"({placement}), runtimes: {', '.join(info.get('Runtimes', {}))}")
 
 
 def check_runsc() -> Check:
@@ -71,27 +90,31 @@ def check_runsc() -> Check:
 
 
 def check_kvm() -> Check:
-    from bench.runtimes.qemu import ACCEL_CACHE
+    """Whether KVM can boot a guest here, as the last probe under the same conditions found."""
+    from bench.runtimes.qemu import ACCEL_CACHE, kvm_conditions
 
     if not os.path.exists("/dev/kvm"):
         return Check("kvm", False, "no /dev/kvm: VMs will run emulated (TCG), labelled so",
                      "enable virtualisation in the firmware, or load kvm_intel/kvm_amd")
+    nested = " (this host is itself a VM: nested KVM)" if running_under_hypervisor() else ""
     try:
-        cached = json.loads(ACCEL_CACHE.read_text())
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        if cached.get("boot_id") == boot_id and cached.get("results"):
-            accel, reason = next(iter(cached["results"].values()))
-            return Check("kvm", accel == "kvm", f"probe since boot: {accel}: {reason[:160]}",
-                         None if accel == "kvm" else "VMs run emulated here (labelled so in reports)")
-    except (OSError, ValueError):
-        pass
-    return Check("kvm", True, "/dev/kvm present; the first run with accel = \"auto\" probes a boot")
+        results = json.loads(ACCEL_CACHE.read_text()).get("results", {})
+    except (OSError, ValueError, AttributeError):
+        results = {}
+    now = kvm_conditions()
+    for key, probe in results.items():
+        if isinstance(probe, dict) and probe.get("conditions") == now:
+            ok = probe["accel"] == "kvm"
+            return Check("kvm", ok, f"probe ({key}): {probe['accel']}: {probe['reason'][:160]}{nested}",
+                         None if ok else "VMs run emulated here (labelled so in reports)")
+    return Check("kvm", True, f"/dev/kvm present{nested}; the first run with accel = \"auto\" "
+                 "probes a boot")
 
 
 def checks() -> list[Check]:
     return [
         check_root(), check_cgroups(),
-        _which("mmdebstrap", "mmdebstrap", "building the guest image"),
+        check_image(),
         _which("mke2fs", "e2fsprogs", "the VM disk"),
         check_docker(), check_runsc(),
         _which("qemu-system-x86_64", "qemu-system-x86", "VMs"),
@@ -102,10 +125,10 @@ def checks() -> list[Check]:
 
 #: runtime kind -> the checks it needs
 RUNTIME_NEEDS = {
-    "native": ("root", "cgroups", "mmdebstrap"),
-    "docker runc": ("root", "cgroups", "mmdebstrap", "docker"),
-    "docker runsc (gVisor)": ("root", "cgroups", "mmdebstrap", "docker", "runsc"),
-    "qemu": ("root", "cgroups", "mmdebstrap", "mke2fs", "qemu-system-x86_64", "qemu-img"),
+    "native": ("root", "cgroups", "guest image"),
+    "docker runc": ("root", "cgroups", "guest image", "docker"),
+    "docker runsc (gVisor)": ("root", "cgroups", "guest image", "docker", "runsc"),
+    "qemu": ("root", "cgroups", "guest image", "mke2fs", "qemu-system-x86_64", "qemu-img"),
 }
 
 
@@ -174,6 +197,9 @@ def clean_leftovers() -> list[str]:
         if not run_is_live(path.name):
             Cgroup(cgroup_version(), {"": path}).remove()
             done.append(f"removed cgroup {path}")
+    for name in _empty_instance_slices():
+        stop_slice(name)
+        done.append(f"stopped slice {name}")
     live = False
     if WORKDIR.exists():
         for scratch in WORKDIR.iterdir():
@@ -205,6 +231,15 @@ def run_of_pid(pid: int) -> str | None:
     for part in text.split("/cvbench/")[1:]:
         return part.split("/")[0]
     return None
+
+
+def _empty_instance_slices() -> list[str]:
+    """Slices (Docker's systemd driver) whose container is gone: a live one has processes."""
+    top = next(iter(Cgroup.at(slice_path("")).dirs.values()))
+    if not top.exists():
+        return []
+    return [d.name for d in top.iterdir()
+            if d.name.endswith(".slice") and not Cgroup.at(slice_path(d.name)).pids()]
 
 
 def _cvbench_cgroups() -> list[Path]:

@@ -143,8 +143,20 @@ def host_environment() -> dict:
         "python": platform.python_version(),
         "cvbench": __version__,
         "kvm_device": os.path.exists("/dev/kvm"),
+        # "lab": the VM of `cvbench lab`, standing in for a user's host (bench/lab)
+        "host_shape": os.environ.get("CVBENCH_HOST_SHAPE", "host"),
+        "under_hypervisor": running_under_hypervisor(),
         "boot_id": host_boot_id(),
     }
+
+
+def running_under_hypervisor() -> bool:
+    """The CPU says it is virtual: KVM here is nested, VMs run inside a VM."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return any(line.startswith("flags") and " hypervisor" in line for line in cpuinfo)
+    except OSError:
+        return False
 
 
 def host_boot_id() -> str | None:

@@ -267,7 +267,8 @@ class Runner:
         workload = CATALOGUE[cell.workload.workload]
         params = workload.resolve(cell.workload.params, quick=scenario.quick)
         needs = workload.needs(params)
-        tags = {"cpus": scenario.cpus, "memory_mib": scenario.memory_mib, **runtime.tags(),
+        tags = {"cpus": scenario.cpus, "memory_mib": scenario.memory_mib,
+                "host_shape": self.environment["host"]["host_shape"], **runtime.tags(),
                 **{f"param.{k}": v for k, v in params.items()}, **extra_tags}
         if main := workload.main_metric(params):
             tags["main_metric"] = main

@@ -96,7 +96,7 @@ def _measure(tmp_path, golden, with_engine: bool) -> dict[str, dict]:
     runner = Runner(scenario, out_dir=tmp_path / "out", report=False)
     runner.context = RunContext("test-run", SimpleNamespace(digest="sha256:test"), runner.cleanup,
                                 tmp_path)
-    runner.environment = {"host": {"kernel": "6.1.0-host"}}
+    runner.environment = {"host": {"kernel": "6.1.0-host", "host_shape": "host"}}
     dirs = {c: tmp_path / c / "inst" for c in ("memory", "cpuacct", "pids")}
     for controller, folder in dirs.items():
         shutil.copytree(golden / "cgroup_v1" / controller, folder)

@@ -78,11 +78,11 @@ class Cgroup:
         return group
 
     @classmethod
-    def of_pid(cls, pid: int, root: Path = ROOT) -> "Cgroup":
-        paths = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())
+    def at(cls, relpath: str, root: Path = ROOT) -> "Cgroup":
+        """One that exists already (made by someone else, e.g. systemd)."""
         if cgroup_version(root) == 2:
-            return cls(2, {"": root / paths[""].lstrip("/")})
-        return cls(1, {c: root / c / paths[c].lstrip("/") for c in V1_CONTROLLERS if c in paths})
+            return cls(2, {"": root / relpath})
+        return cls(1, {c: root / c / relpath for c in V1_CONTROLLERS})
 
     def limit(self, cpus: float | None, memory_bytes: int | None, pids: int | None = None) -> None:
         if cpus:

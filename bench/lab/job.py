@@ -17,15 +17,14 @@ LAB_TESTS = ["tests/integration/test_host_shape.py"]
 SCENARIO = "scenarios/lab.toml"
 
 
-def job_script(scenario: str, run_dir: str, reps: int | None, quick: bool, tests: list[str]) -> str:
+def job_script(scenario: str, run_dir: str, lab_dir: str, reps: int | None, quick: bool, tests: list[str]) -> str:
     run = f"python -m bench.cli run {scenario} --out {run_dir}"
     run += f" --reps {reps}" if reps else ""
     run += " --quick" if quick else ""
-    lines = ["rc=0", f"python -m bench.cli doctor > {run_dir}/lab/doctor.txt 2>&1 || true",
-             f"cat {run_dir}/lab/doctor.txt", f"{run} || rc=$?"]
+    lines = ["rc=0", f"python -m bench.cli doctor | tee {lab_dir}/doctor.txt", f"{run} || rc=$?"]
     if tests:
-        lines.append(f"python -m pytest -p no:cacheprovider -m integration -q {' '.join(tests)} "
-                     f"--junitxml={run_dir}/lab/pytest.xml || rc=$?")
+        lines.append(f"python -m pytest -p no:cacheprovider -m integration -q -rA {' '.join(tests)} "
+                     f"--junitxml={lab_dir}/pytest.xml || rc=$?")
     return "\n".join(lines + ["exit $rc", ""])
 
 
@@ -39,14 +38,21 @@ def run_lab(project: Path, scenario: str = SCENARIO, out: Path | None = None, re
     if not out.is_relative_to(project):
         raise UserError(f"{out}: the lab writes only inside the project tree it sees ({project})",
                         fix="pass --out under results/")
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} already holds files", fix="choose another --out, or remove that folder")
     image = ensure_lab_image(project)
     started = time.monotonic()
-    (out / "lab").mkdir(parents=True, exist_ok=True)
-    job = job_script(scenario, str(out.relative_to(project)), reps, quick, LAB_TESTS if tests else [])
-    rc = run_in_lab(image, project, out / "lab", job, timeout_s)
-    (out / "lab" / "lab.json").write_text(json.dumps(
+    # The job's own files (job, console, doctor, pytest) wait beside the run folder, which
+    # the run wants empty, and move into it as lab/ at the end.
+    lab_dir = out.with_name(f".{out.name}.lab")
+    job = job_script(scenario, str(out.relative_to(project)), str(lab_dir.relative_to(project)), reps,
+                     quick, LAB_TESTS if tests else [])
+    rc = run_in_lab(image, project, lab_dir, job, timeout_s)
+    (lab_dir / "lab.json").write_text(json.dumps(
         {"image": image.key, "image_build_s": image.build_s, "lab_s": round(time.monotonic() - started, 1),
          "job_rc": rc}, indent=2) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    lab_dir.rename(out / "lab")
     if rc is None:
         print(f"[lab] the lab stopped without finishing its job: read {out / 'lab' / 'console.log'}")
         return 2, out

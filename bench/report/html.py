@@ -150,7 +150,17 @@ def page_context(frame: pd.DataFrame, environment: dict, drawn: list[dict]) -> d
         "host": host_rows(environment),
         "runtimes": runtime_rows(environment, runtime_order(frame, environment)),
         "scenario_text": environment.get("scenario_text"),
+        "lab": lab_context(environment),
     }
+
+
+def lab_context(environment: dict) -> dict | None:
+    """What the lab stood in for, when the run took place in it (bench/lab)."""
+    host = environment.get("host") or {}
+    if host.get("host_shape") != "lab":
+        return None
+    drivers = {r.get("cgroup_driver") for r in (environment.get("runtimes") or {}).values()} - {None}
+    return {"cgroup_version": host.get("cgroup_version"), "cgroup_driver": ", ".join(sorted(drivers))}
 
 
 # -- run state and what went wrong ----------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ class ContainerInstance(Instance):
     container: object = None
     shim_pid: int | None = None
     proxy_pid: int | None = None  # docker-proxy: the host end of a published port
+    slice: str | None = None  # systemd driver: the instance's own slice
 
     def helper_pids(self) -> list[int]:
         return [pid for pid in (self.shim_pid, self.proxy_pid) if pid]
@@ -66,7 +68,9 @@ class ContainerInstance(Instance):
                 self.client.containers.get(self.name).remove(force=True)
         except docker.errors.NotFound:
             pass
-        if self.cgroup is not None and self.cgroup.exists():
+        if self.slice is not None:
+            stop_slice(self.slice)
+        elif self.cgroup is not None and self.cgroup.exists():
             self.cgroup.remove()
         self.remove_scratch()
 
@@ -192,9 +196,11 @@ class DockerRuntime(Runtime):
                 inst.tags["disk_backing"] = "host folder (bind mount)"
             elif needs.scratch:
                 inst.tags["disk_backing"] = "container writable layer"
-            parent = None
-            if self.cgroup_driver == "cgroupfs":
-                # Our cgroup above the container's: its counters outlive the container.
+            if self.cgroup_driver == "systemd":
+                # systemd removes a container's scope, counters and all, the moment it exits:
+                # the scope goes into a slice of the instance's own, which stays until stopped.
+                inst.slice = parent = instance_slice(instance)
+            else:  # our cgroup above the container's: its counters outlive the container
                 relpath = self.context.cgroup_path(instance)
                 inst.cgroup = Cgroup.create(relpath)
                 parent = "/" + relpath
@@ -230,9 +236,24 @@ class DockerRuntime(Runtime):
                 find_by_cmdline("containerd-shim", inst.container.id)
             if ports:  # the bridge path: the engine's proxy carries every byte, count it
                 inst.proxy_pid = find_by_cmdline("docker-proxy", f"-host-port {port} ")
-            if pid and inst.cgroup is None:  # systemd driver: read the container's own cgroup
-                try:
-                    inst.cgroup = Cgroup.of_pid(pid)
-                except (FileNotFoundError, KeyError):
-                    pass
+            if inst.slice is not None:  # systemd made it as the container started
+                inst.cgroup = Cgroup.at(slice_path(inst.slice))
         return inst
+
+
+SLICE_PREFIX = "cvbench-"
+
+
+def instance_slice(instance: str) -> str:
+    """The systemd slice of one instance. A dash in a slice name means nesting, so the
+    instance's own dashes become underscores: cvbench.slice/cvbench-NAME.slice."""
+    return SLICE_PREFIX + instance.removeprefix(SLICE_PREFIX).replace("-", "_") + ".slice"
+
+
+def slice_path(name: str) -> str:
+    """cvbench-a_b.slice -> cvbench.slice/cvbench-a_b.slice (below the cgroup root)."""
+    return f"{SLICE_PREFIX.rstrip('-')}.slice/{name}"
+
+
+def stop_slice(name: str) -> None:
+    subprocess.run(["systemctl", "stop", name], capture_output=True, check=False)

@@ -19,7 +19,7 @@ from bench.collect.cgroups import Cgroup
 from bench.errors import RuntimeFailure, UserError
 from bench.images import CACHE
 from bench.params import Param
-from bench.results import host_boot_id
+from bench.results import host_boot_id, running_under_hypervisor
 from bench.runtimes.base import (MiB, Limits, ProcessInstance, Runtime, command_version,
                                  pipe_chunks, run_tool, spawn)
 from bench.workloads import NO_NEEDS, Needs
@@ -98,6 +98,8 @@ class QemuRuntime(Runtime):
         self.accel_reason = "set in the scenario"
         if self.accel == "auto":
             self.accel, self.accel_reason = self._probe_kvm()
+        # KVM inside a VM: the hardware's virtualisation is itself virtualised
+        self.nested = self.accel == "kvm" and running_under_hypervisor()
 
     @property
     def emulated(self) -> bool:
@@ -105,6 +107,7 @@ class QemuRuntime(Runtime):
 
     def tags(self) -> dict:
         return {"accel": self.accel, "emulated": self.emulated, "machine": self.options["machine"],
+                "nested": self.nested,
                 "disk_cache": self.disk_cache(NO_NEEDS)}
 
     def disk_cache(self, needs: Needs) -> str:

@@ -13,6 +13,7 @@ import psutil
 from bench.collect.cgroups import ROOT, V1_CONTROLLERS, cgroup_version
 from bench.doctor import run_of_pid, tap_devices
 from bench.runner import WORKDIR
+from bench.runtimes.docker import instance_slice, slice_path
 
 REPO = Path(__file__).parent.parent.parent
 
@@ -49,6 +50,10 @@ def leftovers(run_id: str) -> list[str]:
     bases = [ROOT / "cvbench"] if cgroup_version() == 2 else [ROOT / c / "cvbench" for c in V1_CONTROLLERS]
     found += [f"cgroup {b / run_id}" for b in bases if (b / run_id).exists()]
     found += [f"tap device {tap}" for tap in tap_devices()]
+    slices = ROOT / (slice_path("") if cgroup_version() == 2 else "pids/" + slice_path(""))
+    mine = instance_slice(f"cvbench-{run_id.lower()}-").removesuffix(".slice")
+    found += [f"slice {s.name}" for s in (slices.iterdir() if slices.exists() else [])
+              if s.name.startswith(mine)]
     if (WORKDIR / run_id).exists():
         found.append(f"scratch {WORKDIR / run_id}: {list((WORKDIR / run_id).iterdir())}")
     return found

@@ -1,0 +1,108 @@
+"""The paths that depend on the host's shape, on whatever host the suite runs: instance
+cgroups of every runtime kind (cgroup v1 or v2; Docker's cgroupfs or systemd driver),
+OOM kills counted, KVM or TCG said and labelled. `nox -s tests` runs them on this host;
+`cvbench lab` runs them in the lab (systemd, cgroup v2, nested KVM)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.collect.cgroups import Cgroup, cgroup_version
+from bench.results import running_under_hypervisor
+
+from .helpers import cvbench, leftovers, records
+
+pytestmark = pytest.mark.integration
+
+SHAPE = """
+name = "shape"
+reps = 2
+warmup = 0
+cpus = 1
+memory_mib = 256
+timeout_s = 300
+[runtimes.native]
+kind = "native"
+[runtimes.runc]
+kind = "docker"
+oci_runtime = "runc"
+[runtimes.crun]
+kind = "docker"
+oci_runtime = "crun"
+[runtimes.qemu]
+kind = "qemu"
+accel = "auto"
+[workloads.cpu]
+seconds = 1
+"""
+# crun refuses hybrid hosts: "cgroups in hybrid mode not supported"
+CRUN_WORKS = cgroup_version() == 2
+
+
+@pytest.fixture(scope="module")
+def shape(tmp_path_factory):
+    scenario = tmp_path_factory.mktemp("shape") / "shape.toml"
+    scenario.write_text(SHAPE)
+    out = scenario.parent / "run"
+    result = cvbench("run", scenario, "--out", out, "--no-report", timeout=1200)
+    return result, json.loads((out / "environment.json").read_text()), records(out)
+
+
+def docker_info(field: str) -> str:
+    return subprocess.run(["docker", "info", "--format", "{{." + field + "}}"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_environment_says_the_shape_of_this_host(shape):
+    _, env, _ = shape
+    assert env["host"]["cgroup_version"] == cgroup_version()
+    assert env["host"]["host_shape"] == os.environ.get("CVBENCH_HOST_SHAPE", "host")
+    assert env["host"]["under_hypervisor"] == running_under_hypervisor()
+    assert env["runtimes"]["runc"]["cgroup_driver"] == docker_info("CgroupDriver")
+
+
+def test_every_runtime_is_measured_from_its_cgroup(shape):
+    result, _, rows = shape
+    runtimes = ["native", "runc", "qemu"] + (["crun"] if CRUN_WORKS else [])
+    for runtime in runtimes:
+        values = {}
+        for r in rows:
+            if r["runtime"] == runtime:
+                values.setdefault(r["metric"], []).append(r["value"])
+        for metric in ("startup.ready_s", "cpu.seconds", "mem.cgroup_bytes", "workload.events_per_s"):
+            assert len(values.get(metric, [])) == 2 and None not in values[metric], \
+                (runtime, metric, values.get(metric), result.stdout[-2000:])
+        # 1 s of sysbench under a 1-CPU limit: the cgroup saw it, and no more than the limit
+        assert all(0.5 < v < 60 for v in values["cpu.seconds"]), (runtime, values["cpu.seconds"])
+    if not CRUN_WORKS:  # recorded as failed, with crun's reason, and the run went on
+        crun = [r for r in rows if r["runtime"] == "crun"]
+        assert crun and all(r["value"] is None and r["error"] for r in crun)
+
+
+def test_vms_say_how_they_were_accelerated(shape):
+    _, env, rows = shape
+    accel = env["runtimes"]["qemu"]["accel_used"]
+    tags = [r["tags"] for r in rows if r["runtime"] == "qemu"]
+    assert tags and all(t["accel"] == accel and t["emulated"] == (accel == "tcg") for t in tags)
+    assert all(t["nested"] == (accel == "kvm" and running_under_hypervisor()) for t in tags)
+    assert all(t["host_shape"] == env["host"]["host_shape"] for r in rows for t in [r["tags"]])
+
+
+def test_nothing_left_behind(shape):
+    _, env, _ = shape
+    assert leftovers(env["run"]) == []
+
+
+def test_oom_kill_is_counted(tmp_path):
+    """The kernel's OOM kill in an instance cgroup: memory.events (v2) or oom_control (v1)."""
+    group = Cgroup.create(f"cvbench/test-oom-{os.getpid()}", memory_bytes=32 * 2**20)
+    try:
+        before = group.oom_kills()
+        hog = subprocess.run(group.enter_argv([sys.executable, "-c", "b = bytearray(256 << 20)"]))
+        assert hog.returncode == -9
+        assert before == 0 and group.oom_kills() == 1
+    finally:
+        group.remove()

@@ -18,7 +18,8 @@ SCENARIO = "scenarios/lab.toml"
 
 
 def job_script(scenario: str, run_dir: str, lab_dir: str, reps: int | None, quick: bool, tests: list[str]) -> str:
-    run = f"python -m bench.cli run {scenario} --out {run_dir}"
+    # The report is drawn on the host afterwards: matplotlib under emulation takes minutes.
+    run = f"python -m bench.cli run {scenario} --out {run_dir} --no-report"
     run += f" --reps {reps}" if reps else ""
     run += " --quick" if quick else ""
     lines = ["rc=0", f"python -m bench.cli doctor | tee {lab_dir}/doctor.txt", f"{run} || rc=$?"]
@@ -53,6 +54,10 @@ def run_lab(project: Path, scenario: str = SCENARIO, out: Path | None = None, re
          "job_rc": rc}, indent=2) + "\n")
     out.mkdir(parents=True, exist_ok=True)
     lab_dir.rename(out / "lab")
+    if (out / "records.jsonl").exists():
+        from bench.report import build_report
+
+        print(f"[lab] report: {build_report(out)}", flush=True)
     if rc is None:
         print(f"[lab] the lab stopped without finishing its job: read {out / 'lab' / 'console.log'}")
         return 2, out

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -123,10 +124,7 @@ def _build(key: str, cache: Path) -> GuestImage:
         raise UserError("building the guest image needs root (mmdebstrap, mke2fs, chroot)",
                         fix="run as root, e.g. sudo cvbench images build")
     start = time.monotonic()
-    work = cache / f".build-{key}-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    try:
+    with cache_entry(cache, key) as work:
         root = work / "rootfs"
         _say(f"building {key}: Debian {RECIPE['suite']} with {', '.join(RECIPE['packages'])} "
              "(about a minute)")
@@ -166,10 +164,22 @@ def _build(key: str, cache: Path) -> GuestImage:
         image = GuestImage(key=key, digest=digest, directory=str(final), built_at=time.time(),
                            build_s=round(time.monotonic() - start, 1), kernel_release=release)
         (work / "image.json").write_text(json.dumps(asdict(image), indent=2))
+    _say(f"built {key} in {image.build_s:.0f} s, {digest[:19]}")
+    return image
+
+
+@contextmanager
+def cache_entry(cache: Path, key: str):
+    """A folder to build the cache entry `key` in. It becomes cache/key only when the build
+    finishes, so a failed or interrupted build leaves no half-built entry behind."""
+    work = cache / f".build-{key}-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        yield work
+        final = cache / key
         shutil.rmtree(final, ignore_errors=True)
         work.rename(final)
-        _say(f"built {key} in {image.build_s:.0f} s, {digest[:19]}")
-        return image
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

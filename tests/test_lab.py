@@ -15,7 +15,8 @@ def test_job_runs_doctor_the_scenario_and_the_tests_and_keeps_the_worst_code():
                      ["tests/integration/test_host_shape.py"])
     lines = job.splitlines()
     assert lines[0] == "rc=0" and lines[-1] == "exit $rc"
-    assert "python -m bench.cli run scenarios/lab.toml --out results/lab-1 --no-report --reps 2 --quick || rc=$?" in lines
+    run = "python -m bench.cli run scenarios/lab.toml --out results/lab-1 --no-report --reps 2 --quick"
+    assert f"{run} || rc=$?" in lines
     assert any(line.startswith("python -m pytest") and "test_host_shape.py" in line
                and "--junitxml=results/.lab-1.lab/pytest.xml" in line for line in lines)
     assert "pytest" not in job_script("s.toml", "r", "l", None, False, [])

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import time
 import tomllib
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.hostsetup import write_oci_runtimes
-from bench.images import CACHE, GuestImage, _du_mib, _run, ensure_image
+from bench.images import CACHE, GuestImage, _du_mib, _run, cache_entry, ensure_image
 
 FORMAT = 1  # bump when the layout or the files written into the lab change
 VENV = "/opt/cvbench"
@@ -117,10 +116,7 @@ def _build(key: str, guest: GuestImage, requirements: list[str], cache: Path) ->
     if os.geteuid() != 0:
         raise UserError("building the lab image needs root (mmdebstrap, chroot, mke2fs)")
     start = time.monotonic()
-    work = cache / f".build-{key}-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    try:
+    with cache_entry(cache, key) as work:
         wheels = work / "wheels"
         _say(f"downloading wheels for Python {PYTHON_VERSION}: {', '.join(requirements)}")
         _download_wheels(requirements, wheels)
@@ -155,16 +151,11 @@ def _build(key: str, guest: GuestImage, requirements: list[str], cache: Path) ->
               str(work / "lab.raw"), f"{size_mib}M"], "make the lab disk with mke2fs")
         shutil.rmtree(root)
         shutil.rmtree(wheels)
-        final = cache / key
-        image = LabImage(key=key, directory=str(final), guest_key=guest.key, built_at=time.time(),
+        image = LabImage(key=key, directory=str(cache / key), guest_key=guest.key, built_at=time.time(),
                          build_s=round(time.monotonic() - start, 1), kernel_release=release)
         (work / "lab.json").write_text(json.dumps(asdict(image), indent=2))
-        shutil.rmtree(final, ignore_errors=True)
-        work.rename(final)
-        _say(f"built {key} in {image.build_s:.0f} s")
-        return image
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    _say(f"built {key} in {image.build_s:.0f} s")
+    return image
 
 
 def _download_wheels(requirements: list[str], into: Path) -> None:

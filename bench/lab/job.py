@@ -17,7 +17,8 @@ LAB_TESTS = ["tests/integration/test_host_shape.py"]
 SCENARIO = "scenarios/lab.toml"
 
 
-def job_script(scenario: str, run_dir: str, lab_dir: str, reps: int | None, quick: bool, tests: list[str]) -> str:
+def job_script(scenario: str, run_dir: str, lab_dir: str, reps: int | None, quick: bool,
+               tests: list[str]) -> str:
     # The report is drawn on the host afterwards: matplotlib under emulation takes minutes.
     run = f"python -m bench.cli run {scenario} --out {run_dir} --no-report"
     run += f" --reps {reps}" if reps else ""
@@ -48,12 +49,15 @@ def run_lab(project: Path, scenario: str = SCENARIO, out: Path | None = None, re
     lab_dir = out.with_name(f".{out.name}.lab")
     job = job_script(scenario, str(out.relative_to(project)), str(lab_dir.relative_to(project)), reps,
                      quick, LAB_TESTS if tests else [])
-    rc = run_in_lab(image, project, lab_dir, job, timeout_s)
-    (lab_dir / "lab.json").write_text(json.dumps(
-        {"image": image.key, "image_build_s": image.build_s, "lab_s": round(time.monotonic() - started, 1),
-         "job_rc": rc}, indent=2) + "\n")
-    out.mkdir(parents=True, exist_ok=True)
-    lab_dir.rename(out / "lab")
+    rc = None
+    try:
+        rc = run_in_lab(image, project, lab_dir, job, timeout_s)
+    finally:  # interrupted too: what the lab wrote stays with the run
+        (lab_dir / "lab.json").write_text(json.dumps(
+            {"image": image.key, "image_build_s": image.build_s,
+             "lab_s": round(time.monotonic() - started, 1), "job_rc": rc}, indent=2) + "\n")
+        out.mkdir(parents=True, exist_ok=True)
+        lab_dir.rename(out / "lab")
     if (out / "records.jsonl").exists():
         from bench.report import build_report
 

@@ -350,6 +350,9 @@ def host_rows(environment: dict) -> list[tuple[str, str]]:
     memory = host.get("memory_bytes")
     rows = [
         ("host", host.get("hostname")),
+        ("host shape", {"lab": "the lab (a VM under emulation, standing in for a user's host)",
+                        "host": "this machine"}.get(host.get("host_shape"), host.get("host_shape"))),
+        ("host is a VM", host.get("under_hypervisor")),
         ("operating system", host.get("os")),
         ("kernel", host.get("kernel")),
         ("CPU", f"{host.get('cpu_model')} × {host.get('cpu_count')}" if host else None),

@@ -9,7 +9,8 @@ import pytest
 
 from .helpers import cvbench, records
 
-pytestmark = [pytest.mark.integration, pytest.mark.lab]
+# The lab takes longer than the suite's default per-test limit
+pytestmark = [pytest.mark.integration, pytest.mark.lab, pytest.mark.timeout(3600)]
 
 RUNTIMES = {"native", "runc", "crun", "runsc", "qemu", "microvm"}
 

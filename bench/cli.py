@@ -159,7 +159,7 @@ def cmd_lab(args) -> int:
     from bench.lab.job import run_lab
 
     rc, out = run_lab(Path.cwd(), args.scenario, args.out, reps=args.reps, quick=args.quick,
-                      tests=not args.no_tests, timeout_s=args.timeout)
+                      tests=not args.no_tests, no_vms=args.no_vms, timeout_s=args.timeout)
     print(f"lab results: {out} (report: {out / 'report.html'}; console: {out / 'lab' / 'console.log'})")
     return rc
 
@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--reps", type=int, help="measured repetitions per cell")
     lab.add_argument("--quick", action="store_true", help="1 repetition, no warm-up, short sizes")
     lab.add_argument("--no-tests", action="store_true", help="the scenario only, not the lab's tests")
+    lab.add_argument("--no-vms", action="store_true",
+                     help="leave VMs out (nested KVM under emulation is flaky: CI uses this)")
     lab.add_argument("--timeout", type=float, default=3600, help="seconds before the lab is stopped")
     lab.set_defaults(func=cmd_lab)
     return parser

@@ -50,3 +50,11 @@ def test_a_wedged_lab_cpu_is_recognised_from_the_console(golden):
     # captured from a CI lab run where a nested KVM guest wedged a lab CPU for good
     lines = (golden / "lab_console_soft_lockup.txt").read_bytes().splitlines()
     assert [stuck_seconds(line) for line in lines] == [48, 74, 104, None]
+
+
+def test_without_vms_the_run_and_the_tests_leave_them_out():
+    job = job_script("scenarios/lab.toml", "results/lab-1", "results/.lab-1.lab", None, True,
+                     ["tests/integration/test_host_shape.py"], runtimes=["native", "runc"])
+    run, tests = job.splitlines()[2:4]
+    assert run.endswith("--quick --runtimes native,runc || rc=$?")
+    assert tests.startswith("CVBENCH_NO_VMS=1 python -m pytest")

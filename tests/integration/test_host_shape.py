@@ -32,11 +32,15 @@ oci_runtime = "runc"
 [runtimes.crun]
 kind = "docker"
 oci_runtime = "crun"
+[workloads.cpu]
+seconds = 1
+"""
+# `cvbench lab --no-vms` leaves VMs out: nested KVM under the lab's emulation is flaky
+VMS = os.environ.get("CVBENCH_NO_VMS") != "1"
+QEMU = """
 [runtimes.qemu]
 kind = "qemu"
 accel = "auto"
-[workloads.cpu]
-seconds = 1
 """
 # crun refuses hybrid hosts: "cgroups in hybrid mode not supported"
 CRUN_WORKS = cgroup_version() == 2
@@ -45,7 +49,7 @@ CRUN_WORKS = cgroup_version() == 2
 @pytest.fixture(scope="module")
 def shape(tmp_path_factory):
     scenario = tmp_path_factory.mktemp("shape") / "shape.toml"
-    scenario.write_text(SHAPE)
+    scenario.write_text(SHAPE + (QEMU if VMS else ""))
     out = scenario.parent / "run"
     result = cvbench("run", scenario, "--out", out, "--no-report", timeout=1200)
     return result, json.loads((out / "environment.json").read_text()), records(out)
@@ -57,16 +61,17 @@ def docker_info(field: str) -> str:
 
 
 def test_environment_says_the_shape_of_this_host(shape):
-    _, env, _ = shape
+    _, env, rows = shape
     assert env["host"]["cgroup_version"] == cgroup_version()
     assert env["host"]["host_shape"] == os.environ.get("CVBENCH_HOST_SHAPE", "host")
     assert env["host"]["under_hypervisor"] == running_under_hypervisor()
     assert env["runtimes"]["runc"]["cgroup_driver"] == docker_info("CgroupDriver")
+    assert rows and all(r["tags"]["host_shape"] == env["host"]["host_shape"] for r in rows)
 
 
 def test_every_runtime_is_measured_from_its_cgroup(shape):
     result, _, rows = shape
-    runtimes = ["native", "runc", "qemu"] + (["crun"] if CRUN_WORKS else [])
+    runtimes = ["native", "runc"] + (["qemu"] if VMS else []) + (["crun"] if CRUN_WORKS else [])
     for runtime in runtimes:
         values = {}
         for r in rows:
@@ -82,13 +87,13 @@ def test_every_runtime_is_measured_from_its_cgroup(shape):
         assert crun and all(r["value"] is None and r["error"] for r in crun)
 
 
+@pytest.mark.skipif(not VMS, reason="VMs left out (CVBENCH_NO_VMS=1)")
 def test_vms_say_how_they_were_accelerated(shape):
     _, env, rows = shape
     accel = env["runtimes"]["qemu"]["accel_used"]
     tags = [r["tags"] for r in rows if r["runtime"] == "qemu"]
     assert tags and all(t["accel"] == accel and t["emulated"] == (accel == "tcg") for t in tags)
     assert all(t["nested"] == (accel == "kvm" and running_under_hypervisor()) for t in tags)
-    assert all(t["host_shape"] == env["host"]["host_shape"] for r in rows for t in [r["tags"]])
 
 
 def test_nothing_left_behind(shape):

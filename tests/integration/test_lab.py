@@ -1,7 +1,8 @@
-"""The lab end to end: `cvbench lab --quick` boots the lab (systemd, cgroup v2, Docker's
-systemd driver, nested KVM) under emulation here, runs the lab scenario and the host-shape
-tests inside it, and brings the results back. About 15 minutes on 2 cores, the lab image
-build (3-4 minutes, cached) included."""
+"""The lab end to end: `cvbench lab --quick --no-vms` boots the lab (systemd, cgroup v2,
+Docker's systemd driver) under emulation here, runs the lab scenario and the host-shape
+tests inside it, and brings the results back. VMs are left out: nested KVM under the lab's
+emulation crashes or wedges now and then (README, "Host shapes and the lab"), which no
+landing should hang on; `nox -s lab` runs them. TIME_NOTE"""
 
 import json
 import time
@@ -13,14 +14,14 @@ from .helpers import REPO, cvbench, records
 # The lab takes longer than the suite's default per-test limit
 pytestmark = [pytest.mark.integration, pytest.mark.lab, pytest.mark.timeout(3600)]
 
-RUNTIMES = {"native", "runc", "crun", "runsc", "qemu", "microvm"}
+RUNTIMES = {"native", "runc", "crun", "runsc"}
 
 
 @pytest.fixture(scope="module")
 def lab():
     out = REPO / "results" / time.strftime("lab-test-%Y%m%dT%H%M%S")
     # cvbench stops a wedged lab itself, before this test gives up on cvbench
-    result = cvbench("lab", "--quick", "--out", out, "--timeout", 2400, timeout=3300)
+    result = cvbench("lab", "--quick", "--no-vms", "--out", out, "--timeout", 2400, timeout=3300)
     return result, out
 
 
@@ -37,7 +38,7 @@ def test_the_lab_is_the_host_shape_users_have(lab):
     assert env["host"]["cgroup_version"] == 2
     assert env["host"]["host_shape"] == "lab" and env["host"]["under_hypervisor"] is True
     assert {env["runtimes"][r]["cgroup_driver"] for r in ("runc", "crun", "runsc")} == {"systemd"}
-    assert {env["runtimes"][r]["accel_used"] for r in ("qemu", "microvm")} == {"kvm"}
+    assert set(env["runtimes"]) == RUNTIMES
 
 
 def test_every_runtime_is_measured_in_the_lab(lab):
@@ -48,11 +49,9 @@ def test_every_runtime_is_measured_in_the_lab(lab):
             values = [r["value"] for r in rows if r["runtime"] == runtime and r["metric"] == metric]
             assert values and None not in values, (runtime, metric, values)
     assert all(r["tags"]["host_shape"] == "lab" for r in rows)
-    vms = [r["tags"] for r in rows if r["kind"] == "qemu"]
-    assert all(t["accel"] == "kvm" and t["nested"] is True and t["emulated"] is False for t in vms)
 
 
 def test_the_report_says_it_is_a_lab_run(lab):
     _, out = lab
     page = (out / "report.html").read_text()
-    assert "Lab run" in page and "nested" in page
+    assert "Lab run" in page and "cgroup v2" in page

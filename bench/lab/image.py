@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 import tomllib
 from dataclasses import asdict, dataclass
@@ -162,13 +163,10 @@ def _download_wheels(requirements: list[str], into: Path) -> None:
     """Binary wheels for the lab's Python, whatever Python runs here."""
     platforms = [f"--platform={p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
                                              "manylinux2014_x86_64", "manylinux1_x86_64", "linux_x86_64")]
-    abi = PYTHON_VERSION.replace(".", "")
-    argv = ["python3" if not shutil.which("pip") else "pip", "download", "--quiet", "--only-binary=:all:",
-            f"--python-version={PYTHON_VERSION}", "--implementation=cp", f"--abi=cp{abi}",
-            "--abi=abi3", "--abi=none", *platforms, "--dest", str(into), *requirements]
-    if argv[0] == "python3":
-        argv[1:1] = ["-m", "pip"]
-    _run(argv, "download the lab's Python wheels")
+    _run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+          f"--python-version={PYTHON_VERSION}", "--implementation=cp",
+          f"--abi=cp{PYTHON_VERSION.replace('.', '')}", "--abi=abi3", "--abi=none", *platforms,
+          "--dest", str(into), *requirements], "download the lab's Python wheels")
 
 
 def _configure(root: Path) -> str:

@@ -2,7 +2,8 @@
 Docker's systemd driver) under emulation here, runs the lab scenario and the host-shape
 tests inside it, and brings the results back. VMs are left out: nested KVM under the lab's
 emulation crashes or wedges now and then (README, "Host shapes and the lab"), which no
-landing should hang on; `nox -s lab` runs them. TIME_NOTE"""
+landing should hang on; `nox -s lab` runs them. In CI on 2 cores: the lab image built in
+206 s, then 387 s in the lab."""
 
 import json
 import time

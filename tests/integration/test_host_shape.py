@@ -80,8 +80,12 @@ def test_every_runtime_is_measured_from_its_cgroup(shape):
         for metric in ("startup.ready_s", "cpu.seconds", "mem.cgroup_bytes", "workload.events_per_s"):
             assert len(values.get(metric, [])) == 2 and None not in values[metric], \
                 (runtime, metric, values.get(metric), result.stdout[-2000:])
-        # 1 s of sysbench under a 1-CPU limit: the cgroup saw it, and no more than the limit
-        assert all(0.5 < v < 60 for v in values["cpu.seconds"]), (runtime, values["cpu.seconds"])
+        # 1 s of sysbench: the cgroup saw it, and under a 1-CPU limit no more CPU than the
+        # instance's lifetime (a nested KVM guest in the lab spends 50-90 s booting)
+        mine = [r for r in rows if r["runtime"] == runtime]
+        cpu = {r["rep"]: r["value"] for r in mine if r["metric"] == "cpu.seconds"}
+        life = {r["rep"]: r["value"] for r in mine if r["metric"] == "startup.exit_s"}
+        assert all(0.5 < cpu[rep] <= life[rep] + 0.5 for rep in cpu), (runtime, cpu, life)
     if not CRUN_WORKS:  # recorded as failed, with crun's reason, and the run went on
         crun = [r for r in rows if r["runtime"] == "crun"]
         assert crun and all(r["value"] is None and r["error"] for r in crun)

@@ -10,13 +10,13 @@ from bench.errors import UserError
 
 
 def cmd_run(args) -> int:
-    from bench.runner import Runner
+    from bench.session import Session
     from bench.scenario import load_scenario
 
     scenario = load_scenario(args.scenario).with_overrides(
         reps=args.reps, runtimes=args.runtimes.split(",") if args.runtimes else None,
         quick=args.quick)
-    return Runner(scenario, args.out, report=not args.no_report).run()
+    return Session(scenario, args.out, report=not args.no_report).run()
 
 
 def cmd_report(args) -> int:
@@ -90,7 +90,7 @@ def cmd_regress(args) -> int:
     cell measured and the gate passed (the first run: when every cell measured), or by hand
     with --promote-run."""
     from bench import regress
-    from bench.runner import Runner
+    from bench.session import Session
     from bench.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
@@ -102,8 +102,8 @@ def cmd_regress(args) -> int:
         print(f"promoted {args.promote_run} by hand to {target}")
         return 0
     baseline = regress.baseline_dir(scenario.name, args.store)
-    runner = Runner(scenario, args.out)
-    code = runner.run()
+    session = Session(scenario, args.out)
+    code = session.run()
     if code not in (0, 1):
         return code
     if not (baseline / "records.jsonl").exists():
@@ -112,18 +112,18 @@ def cmd_regress(args) -> int:
                   "made the baseline (cvbench regress --promote-run DIR makes one by hand)")
             return code
         print(f"no baseline for {scenario.name} on this machine yet: "
-              f"{regress.promote(runner.out_dir, scenario.name, args.store)} is now the baseline")
+              f"{regress.promote(session.out_dir, scenario.name, args.store)} is now the baseline")
         return code
-    verdict = compare_runs(baseline, runner.out_dir, args.thresholds,
-                           runner.out_dir / "compare.md", runner.out_dir / "compare.json")
+    verdict = compare_runs(baseline, session.out_dir, args.thresholds,
+                           session.out_dir / "compare.md", session.out_dir / "compare.json")
     if args.promote:
         if verdict or code:
-            print(f"not promoted: {runner.out_dir} did not pass the gate "
+            print(f"not promoted: {session.out_dir} did not pass the gate "
                   f"({'regressions' if verdict else 'failed cells'}); "
                   "cvbench regress --promote-run DIR promotes a run by hand")
         else:
-            print(f"promoted {runner.out_dir} to "
-                  f"{regress.promote(runner.out_dir, scenario.name, args.store)}")
+            print(f"promoted {session.out_dir} to "
+                  f"{regress.promote(session.out_dir, scenario.name, args.store)}")
     return max(verdict, code)
 
 

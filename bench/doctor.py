@@ -123,29 +123,18 @@ def checks() -> list[Check]:
     ]
 
 
-#: runtime kind -> the checks it needs
-RUNTIME_NEEDS = {
-    "native": ("root", "cgroups", "guest image"),
-    "docker runc": ("root", "cgroups", "guest image", "docker"),
-    "docker runsc (gVisor)": ("root", "cgroups", "guest image", "docker", "runsc"),
-    "qemu": ("root", "cgroups", "guest image", "mke2fs", "qemu-system-x86_64", "qemu-img"),
-}
-
-
 def runtime_lines(results: list[Check]) -> list[str]:
-    """Which runtime kinds can run here, and what stops the others."""
-    by_name = {c.name: c for c in results}
+    """Which runtime kinds can run here, and what stops the others (each kind names the
+    checks it needs)."""
+    from bench.runtimes import KINDS
+
+    ok = {c.name: c.ok for c in results}
     lines = []
-    for runtime, needs in RUNTIME_NEEDS.items():
-        missing = [n for n in needs if not by_name[n].ok]
-        if missing:
-            lines.append(f"{runtime}: NOT usable: needs {', '.join(missing)} (see above)")
-        elif runtime == "qemu":
-            kvm = by_name["kvm"]
-            lines.append("qemu: usable with KVM" if kvm.ok else
-                         "qemu: usable, EMULATED (TCG): KVM cannot boot a guest here; results are labelled")
-        else:
-            lines.append(f"{runtime}: usable")
+    for kind in KINDS.values():
+        for label, needs in kind.HOST_NEEDS.items():
+            missing = [n for n in needs if not ok[n]]
+            lines.append(f"{label}: NOT usable: needs {', '.join(missing)} (see above)" if missing
+                         else f"{label}: {kind.usable_as(ok)}")
     return lines
 
 
@@ -173,7 +162,7 @@ def clean_leftovers() -> list[str]:
 
     Runs still in progress hold a lock on their scratch folder and are left alone.
     """
-    from bench.runner import WORKDIR, run_is_live
+    from bench.session import WORKDIR, run_is_live
 
     done = []
     try:

@@ -89,7 +89,7 @@ def _say(message: str) -> None:
     print(f"[image] {message}", flush=True)
 
 
-def _run(argv: list[str], what: str) -> None:
+def run_step(argv: list[str], what: str) -> None:
     try:
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     except FileNotFoundError:
@@ -132,7 +132,7 @@ def _build(key: str, cache: Path) -> GuestImage:
                 "--include=" + ",".join(RECIPE["packages"])]
         argv += [f"--dpkgopt={opt}" for opt in RECIPE["dpkg_options"]]
         argv += [RECIPE["suite"], str(root)]
-        _run(argv, "build the guest root with mmdebstrap")
+        run_step(argv, "build the guest root with mmdebstrap")
 
         agent = root / AGENT_PATH.lstrip("/")
         agent.parent.mkdir(parents=True, exist_ok=True)
@@ -151,13 +151,13 @@ def _build(key: str, cache: Path) -> GuestImage:
 
         _say("packing rootfs.tar (the digest every record carries)")
         tarball = work / "rootfs.tar"
-        _run(["tar", "-C", str(root), "--sort=name", "--numeric-owner", "--xattrs",
+        run_step(["tar", "-C", str(root), "--sort=name", "--numeric-owner", "--xattrs",
               "-cf", str(tarball), "."], "pack the guest root")
         digest = "sha256:" + _sha256(tarball)
 
         _say("making the VM disk (ext4)")
-        size_mib = _du_mib(root) * 3 // 2 + 256
-        _run(["mke2fs", "-q", "-t", "ext4", "-L", "cvbench", "-d", str(root),
+        size_mib = du_mib(root) * 3 // 2 + 256
+        run_step(["mke2fs", "-q", "-t", "ext4", "-L", "cvbench", "-d", str(root),
               str(work / "disk.raw"), f"{size_mib}M"], "make the VM disk with mke2fs")
 
         final = cache / key
@@ -237,6 +237,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _du_mib(path: Path) -> int:
+def du_mib(path: Path) -> int:
     out = subprocess.run(["du", "-sm", str(path)], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[0])

@@ -6,12 +6,13 @@ Every problem names the file and the dotted key, so a user can fix it at once.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.aggressors import AGGRESSORS, NONE
 from bench.errors import UserError
+from bench.modes import MODES
 from bench.params import Param
+from bench.runtimes import KINDS
+from bench.spec import RuntimeSpec, Scenario, WorkloadSpec
 from bench.workloads import CATALOGUE
 
 TOP_LEVEL = {
@@ -25,100 +26,11 @@ TOP_LEVEL = {
     "memory_mib": Param(int, 512, "memory each instance gets, in every runtime"),
     "sample_hz": Param(float, 10.0, "memory/CPU sampling rate"),
     "allow_partial": Param(bool, True, "run the usable runtimes when others are not"),
-    "mode": Param(str, "cells", "which driver runs the scenario: cells (workload x runtime), "
-                  "density, storage, allocation or isolation (the workloads are the victims)",
-                  choices=("cells", "density", "storage", "allocation", "isolation")),
-    "counts": Param(list, [1, 2, 4], "density: how many idle instances to start at once, per step"),
-    "memory_floor_mib": Param(int, 2048, "density, isolation: stop before host MemAvailable "
-                              "falls below this"),
-    "memory_sizes_mib": Param(list, [256, 512, 1024], "allocation: memory each instance is given"),
-    "touch_mib": Param(int, 200, "allocation: memory the guest touches and frees"),
-    "aggressors": Param(list, list(AGGRESSORS), "isolation: the neighbours each victim runs "
-                        f"beside, of {', '.join(AGGRESSORS)} (none, the victim alone, always runs)"),
-    "aggressor_cpus": Param(float, 1.0, "isolation: the aggressor's CPU quota"),
-    "aggressor_memory_mib": Param(int, 512, "isolation: the aggressor's memory limit"),
-    "aggressor_pids": Param(int, 256, "isolation: the aggressor's process limit"),
-    "aggressor_warmup_s": Param(float, 2.0, "isolation: the aggressor runs this long before the victim starts"),
 }
-
-
-@dataclass(frozen=True)
-class RuntimeSpec:
-    name: str
-    kind: str
-    options: dict
-
-
-@dataclass(frozen=True)
-class WorkloadSpec:
-    name: str  # as named in the scenario (a workload can appear with several parameter sets)
-    workload: str  # catalogue entry
-    params: dict
-    reps: int | None = None  # this workload's measured repetitions, when not the scenario's
-    warmup: int | None = None  # and its warm-ups
 
 
 OWN = {"reps": Param(int, None, "measured repetitions of this workload (default: the scenario's)"),
        "warmup": Param(int, None, "warm-ups of this workload (default: the scenario's)")}
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    description: str
-    path: str
-    text: str
-    reps: int
-    warmup: int
-    order: str
-    timeout_s: float
-    cpus: float
-    memory_mib: int
-    sample_hz: float
-    allow_partial: bool
-    runtimes: tuple[RuntimeSpec, ...]
-    workloads: tuple[WorkloadSpec, ...]
-    quick: bool = False
-    mode: str = "cells"
-    counts: tuple = (1, 2, 4)
-    memory_floor_mib: int = 2048
-    memory_sizes_mib: tuple = (256, 512, 1024)
-    touch_mib: int = 200
-    aggressors: tuple = tuple(AGGRESSORS)
-    aggressor_cpus: float = 1.0
-    aggressor_memory_mib: int = 512
-    aggressor_pids: int = 256
-    aggressor_warmup_s: float = 2.0
-
-    def with_overrides(self, reps=None, runtimes=None, quick=False) -> "Scenario":
-        """Command-line overrides: --reps, --runtimes a,b, --quick (1 rep, no warm-up, short sizes)."""
-        chosen = self.runtimes
-        if runtimes:
-            known = {r.name: r for r in self.runtimes}
-            unknown = [n for n in runtimes if n not in known]
-            if unknown:
-                raise UserError(
-                    f"--runtimes: {', '.join(unknown)} not in {self.path}",
-                    fix=f"choose from {', '.join(known)}",
-                )
-            chosen = tuple(known[n] for n in runtimes)
-        new = replace(self, runtimes=chosen, quick=quick)
-        if quick or reps is not None:  # the command line sets every workload's repetitions
-            new = replace(new, workloads=tuple(replace(w, reps=None, warmup=None if quick else w.warmup)
-                                               for w in new.workloads))
-        if quick:
-            new = replace(new, reps=1, warmup=0)
-        if reps is not None:
-            if reps < 1:
-                raise UserError("--reps must be at least 1")
-            new = replace(new, reps=reps)
-        return new
-
-    def reps_of(self, workload: WorkloadSpec) -> int:
-        return workload.reps or self.reps
-
-    def warmup_of(self, workload: WorkloadSpec) -> int:
-        return self.warmup if workload.warmup is None else workload.warmup
 
 
 def _check(file: str, key: str, param: Param, value):
@@ -141,8 +53,6 @@ def _params(file: str, where: str, table: dict, spec: dict[str, Param], skip=())
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    from bench.runtimes import KINDS
-
     path = Path(path)
     file = str(path)
     try:
@@ -154,7 +64,12 @@ def load_scenario(path: str | Path) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{file}: not valid TOML: {exc}") from None
 
-    top = {k: v for k, v in data.items() if k not in ("runtimes", "workloads")}
+    mode, mode_options = _mode(file, data.get("mode", "cells"))
+    top = {k: v for k, v in data.items() if k not in ("runtimes", "workloads", "mode")}
+    for key in top:
+        if owner := next((m for m in MODES.values() if key in m.OPTIONS), None):
+            raise UserError(f"{file}: {key}: an option of mode {owner.name}, not of the scenario",
+                            fix=f"move it under a [mode] table with name = \"{owner.name}\"")
     settings = {k: p.default for k, p in TOP_LEVEL.items()}
     settings.update(_params(file, "scenario", top, TOP_LEVEL))
     if settings["name"] is None:
@@ -164,22 +79,6 @@ def load_scenario(path: str | Path) -> Scenario:
             raise UserError(f"{file}: {key}: must be positive, got {settings[key]}")
     if settings["warmup"] < 0:
         raise UserError(f"{file}: warmup: must be 0 or more")
-    for key in ("counts", "memory_sizes_mib"):
-        values = settings[key]
-        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                                 for v in values):
-            raise UserError(f"{file}: {key}: expected a list of positive integers, got {values!r}")
-        settings[key] = tuple(values)
-    unknown = [a for a in settings["aggressors"] if a not in AGGRESSORS]
-    if unknown:
-        raise UserError(f"{file}: aggressors: unknown aggressor {unknown[0]!r}",
-                        fix=f"choose from {', '.join(AGGRESSORS)}")
-    # The victim alone first: the reference every degradation is taken against
-    settings["aggressors"] = (NONE, *dict.fromkeys(a for a in settings["aggressors"] if a != NONE))
-    for key in ("aggressor_cpus", "aggressor_memory_mib", "aggressor_pids"):
-        if settings[key] <= 0:
-            raise UserError(f"{file}: {key}: must be positive, got {settings[key]}")
-
     runtimes = []
     for name, table in _tables(file, data, "runtimes").items():
         kind = table.get("kind")
@@ -194,8 +93,8 @@ def load_scenario(path: str | Path) -> Scenario:
         runtimes.append(RuntimeSpec(name, kind, options))
 
     workloads = []
-    # The density, storage and allocation drivers build their own guest commands.
-    with_workloads = settings["mode"] in ("cells", "isolation") or "workloads" in data
+    # The density, storage and allocation modes build their own guest commands.
+    with_workloads = MODES[mode].needs_workloads or "workloads" in data
     tables = _tables(file, data, "workloads") if with_workloads else {}
     for name, table in tables.items():
         base = table.get("workload", name)
@@ -213,9 +112,25 @@ def load_scenario(path: str | Path) -> Scenario:
                                 f"got {own[key]}")
         workloads.append(WorkloadSpec(name, base, params, own.get("reps"), own.get("warmup")))
 
-    return Scenario(
-        path=file, text=text, runtimes=tuple(runtimes), workloads=tuple(workloads), **settings
-    )
+    return Scenario(path=file, text=text, runtimes=tuple(runtimes), workloads=tuple(workloads),
+                    mode=mode, mode_options=mode_options, **settings)
+
+
+def _mode(file: str, table) -> tuple[str, dict]:
+    """`mode = "NAME"`, or a [mode] table: name = "NAME" and that mode's typed options."""
+    table = {"name": table} if isinstance(table, str) else table
+    if not isinstance(table, dict):
+        raise UserError(f"{file}: mode: expected a mode name or a [mode] table")
+    name = table.get("name", "cells")
+    if name not in MODES:
+        raise UserError(f"{file}: mode.name: unknown mode {name!r}", fix=f"one of {', '.join(MODES)}")
+    spec = MODES[name].OPTIONS
+    options = {k: p.default for k, p in spec.items()}
+    options.update(_params(file, "mode", table, spec, skip=("name",)))
+    try:
+        return name, MODES[name].checked(options)
+    except ValueError as exc:  # a mode's own rule: "key: problem"
+        raise UserError(f"{file}: mode.{exc}") from None
 
 
 def _tables(file: str, data: dict, key: str) -> dict:

@@ -4,7 +4,7 @@
 `test_startup` times what its name says: the launch call to the agent's READY line on the
 host (what `startup.ready_s` records); the instance is removed before the next round,
 outside the timed span. `test_lifecycle` times a whole `noop` instance (launch, READY,
-exit, removal) through the runner, with READY latency, memory and CPU of the same
+exit, removal) through bench.measure, with READY latency, memory and CPU of the same
 instances in extra_info (medians over the rounds); each of those instances is also a
 record in the run folder.
 """
@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.runner import Cell, Runner, Step
+from bench.measure import measure_step
 from bench.runtimes import Limits
 from bench.scenario import load_scenario
+from bench.session import Session
+from bench.spec import Cell, Step
 from bench.workloads import CATALOGUE
 
 REPO = Path(__file__).parent.parent
@@ -29,7 +31,7 @@ EXTRA = ("startup.ready_s", "startup.exit_s", "mem.cgroup_bytes", "mem.pss_bytes
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):
     scenario = load_scenario(REPO / "scenarios" / "smoke.toml")
-    run = Runner(scenario, tmp_path_factory.mktemp("startup") / "run", report=False)
+    run = Session(scenario, tmp_path_factory.mktemp("startup") / "run", report=False)
     run.open()
     yield run
     run.close()
@@ -74,7 +76,7 @@ def test_lifecycle(benchmark, runner, runtime):
     measured = []
 
     def lifecycle():
-        records = runner.measure(Step(Cell(noop, spec), len(measured), False))
+        records = measure_step(runner, Step(Cell(noop, spec), len(measured), False))
         failed = [r.error for r in records if r.error and not r.metric.startswith("mem.")]
         if failed:
             raise RuntimeError(failed[0])

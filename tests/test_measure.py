@@ -1,4 +1,4 @@
-"""One instance's lifecycle (Runner._measure) with a scripted runtime whose clock readings
+"""One instance's lifecycle (bench.measure) with a scripted runtime whose clock readings
 are known: the startup and exit arithmetic, and how CPU is charged.
 
 The instance's cgroup is the golden cgroup v1 folder of a Docker container (cpuacct.usage
@@ -16,9 +16,11 @@ from bench.collect.cgroups import Cgroup
 from bench.collect.engine import EngineCpu
 from bench.collect.sampler import GONE
 from bench.errors import RuntimeFailure
-from bench.runner import Cell, Runner, Step
+from bench.measure import measure_step
 from bench.runtimes.base import Instance, Runtime, RunContext
 from bench.scenario import load_scenario
+from bench.session import Session
+from bench.spec import Cell, Step
 
 LAUNCH = 5000.0  # host monotonic time of the launch call
 READY_AT, DONE_AT, GONE_AT = 5000.25, 5000.5, 5000.75  # reaching the host; seen gone
@@ -93,10 +95,10 @@ class ScriptedRuntime(Runtime):
 def _measure(tmp_path, golden, with_engine: bool) -> dict[str, dict]:
     (tmp_path / "lifecycle.toml").write_text(SCENARIO)
     scenario = load_scenario(tmp_path / "lifecycle.toml")
-    runner = Runner(scenario, out_dir=tmp_path / "out", report=False)
-    runner.context = RunContext("test-run", SimpleNamespace(digest="sha256:test"), runner.cleanup,
-                                tmp_path)
-    runner.environment = {"host": {"kernel": "6.1.0-host", "host_shape": "host"}}
+    session = Session(scenario, out_dir=tmp_path / "out", report=False)
+    session.context = RunContext("test-run", SimpleNamespace(digest="sha256:test"), session.cleanup,
+                                 tmp_path)
+    session.environment = {"host": {"kernel": "6.1.0-host", "host_shape": "host"}}
     dirs = {c: tmp_path / c / "inst" for c in ("memory", "cpuacct", "pids")}
     for controller, folder in dirs.items():
         shutil.copytree(golden / "cgroup_v1" / controller, folder)
@@ -108,9 +110,9 @@ def _measure(tmp_path, golden, with_engine: bool) -> dict[str, dict]:
         engine_dir.mkdir()
         (engine_dir / "cpuacct.usage").write_text(f"{ENGINE_BEFORE_NS}\n")
         engine = EngineCpu((Cgroup(1, {"cpuacct": engine_dir}),))
-    runner.runtimes = {"fake": ScriptedRuntime(runner.context, cgroup, engine, engine_dir)}
+    session.runtimes = {"fake": ScriptedRuntime(session.context, cgroup, engine, engine_dir)}
     step = Step(Cell(scenario.workloads[0], scenario.runtimes[0]), 0, False)
-    return {r.metric: r for r in runner.measure(step)}
+    return {r.metric: r for r in measure_step(session, step)}
 
 
 def test_ready_and_exit_are_host_times_from_the_launch_call(tmp_path, golden):

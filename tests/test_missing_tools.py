@@ -18,7 +18,7 @@ def test_missing_qemu_names_the_packages(monkeypatch):
 
 def test_missing_image_tool_names_the_package():
     with pytest.raises(UserError) as err:
-        images._run(["mmdebstrap-not-installed", "--version"], "build the guest root")
+        images.run_step(["mmdebstrap-not-installed", "--version"], "build the guest root")
     assert "mmdebstrap-not-installed is not installed" in str(err.value)
     assert "apt-get install mmdebstrap" in err.value.fix
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UserError
-from bench.runner import plan
+from bench.modes.cells import plan
 from bench.scenario import load_scenario
 
 REPO = Path(__file__).parent.parent
@@ -59,9 +59,16 @@ def test_shipped_scenarios_load(shipped):
      "runtimes.runc.network"),
     (GOOD.replace('reps = 2', 'reps = 0'), "reps"),
     (GOOD.replace('[workloads.noop]', 'workloads = 3\n[workloads.noop]'), ""),
-    (GOOD.replace('reps = 2', 'reps = 2\nmode = "isolation"\naggressors = ["cpu", "hammer"]'),
-     "aggressors: unknown aggressor 'hammer'"),
-    (GOOD.replace('reps = 2', 'reps = 2\naggressor_pids = 0'), "aggressor_pids"),
+    (GOOD.replace('[runtimes.native]', '[mode]\nname = "isolation"\naggressors = ["cpu", "hammer"]\n'
+                  '[runtimes.native]'), "mode.aggressors: unknown aggressor 'hammer'"),
+    (GOOD.replace('[runtimes.native]', '[mode]\nname = "isolation"\naggressor_pids = 0\n'
+                  '[runtimes.native]'), "mode.aggressor_pids"),
+    (GOOD.replace('[runtimes.native]', '[mode]\nname = "isolation"\ncounts = [2]\n'
+                  '[runtimes.native]'), "mode.counts: unknown key"),
+    (GOOD.replace('[runtimes.native]', '[mode]\nname = "burst"\n[runtimes.native]'), "mode.name"),
+    # a mode's option outside [mode]: the message says where it goes
+    (GOOD.replace('reps = 2', 'reps = 2\nmode = "isolation"\naggressor_pids = 64'),
+     "aggressor_pids: an option of mode isolation"),
 ])
 def test_bad_scenarios_name_file_and_key(tmp_path, change, key):
     path = write(tmp_path, change)
@@ -132,6 +139,7 @@ def test_workload_warmup_of_its_own(tmp_path):
 
 def test_isolation_runs_the_victim_alone_first(tmp_path):
     s = load_scenario(write(tmp_path, GOOD.replace(
-        'reps = 2', 'reps = 2\nmode = "isolation"\naggressors = ["memhog", "cpu", "none", "cpu"]')))
-    assert s.aggressors == ("none", "memhog", "cpu")
+        '[runtimes.native]', '[mode]\nname = "isolation"\naggressors = ["memhog", "cpu", "none", "cpu"]'
+        '\n[runtimes.native]')))
+    assert s.mode == "isolation" and s.mode_options["aggressors"] == ("none", "memhog", "cpu")
     assert [w.name for w in s.workloads] == ["noop", "cpu-2"]  # the victims

@@ -7,13 +7,15 @@ import os
 import pandas as pd
 import pytest
 
-from bench.allocation import command, touch_mib
-from bench.modes import du_bytes, parse_meminfo
+from bench.collect.host import du_bytes, parse_meminfo
+from bench.modes.allocation import command, touch_mib
 from bench.report import sharing, verdicts
 from bench.report.verdicts import CONTRADICTED, INCONCLUSIVE, INDICATIVE, NOT_MEASURED, SUPPORTED
 from bench.scenario import load_scenario
 from bench.errors import UserError
-from bench.storage import largest_file, parse_write_times, qcow2_actual_size, upper_dir, write_command
+from bench.modes.storage import largest_file, parse_write_times, write_command
+from bench.runtimes.docker import upper_dir
+from bench.runtimes.qemu import qcow2_actual_size
 
 MiB = 2**20
 
@@ -82,10 +84,10 @@ def test_scenario_modes_load(tmp_path):
     for name in ("storage", "density", "allocation"):
         scenario = load_scenario(f"scenarios/{name}.toml")
         assert scenario.mode == name and scenario.workloads == ()
-    assert load_scenario("scenarios/density.toml").counts == (1, 2, 4)
+    assert load_scenario("scenarios/density.toml").mode_options["counts"] == (1, 2, 4)
     bad = tmp_path / "bad.toml"
-    bad.write_text('mode = "density"\ncounts = [0, 2]\n[runtimes.n]\nkind = "native"\n')
-    with pytest.raises(UserError, match="counts"):
+    bad.write_text('[mode]\nname = "density"\ncounts = [0, 2]\n[runtimes.n]\nkind = "native"\n')
+    with pytest.raises(UserError, match="mode.counts: expected a list of positive integers"):
         load_scenario(bad)
     plain = tmp_path / "plain.toml"
     plain.write_text('[runtimes.n]\nkind = "native"\n')
@@ -206,13 +208,13 @@ def test_sections_draw_a_figure_per_scenario_kind(tmp_path):
 
 
 def test_an_unusable_runtime_of_a_mode_scenario_leaves_a_record(tmp_path):
-    from bench.runner import Runner
+    from bench.session import Session
 
-    runner = Runner(load_scenario("scenarios/density.toml"), tmp_path / "run", report=False)
-    runner.unusable["qemu"] = "qemu-system-x86_64 not found"
-    runner.context = type("Context", (), {"image": type("Image", (), {"digest": "sha256:x"})})()
-    runner._record_unusable()
-    runner.store.close()
+    session = Session(load_scenario("scenarios/density.toml"), tmp_path / "run", report=False)
+    session.unusable["qemu"] = "qemu-system-x86_64 not found"
+    session.context = type("Context", (), {"image": type("Image", (), {"digest": "sha256:x"})})()
+    session._record_unusable()
+    session.store.close()
     kept = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     assert [(r["cell"], r["value"], r["error"]) for r in kept] == [
         ("density@qemu", None, "qemu-system-x86_64 not found")]

@@ -41,6 +41,11 @@ class EngineCpu:
             return sum(group.cpu_seconds() for group in self.cgroups)
         return cpu_seconds_of(engine_pids())
 
+    def spent_since(self, before: float, helper_cpu_s: float) -> float:
+        """What the engine spent since it read before. psutil sees the engine's own
+        processes only: the shims, children of init, add what they spent (helper_cpu_s)."""
+        return self.seconds() - before + (helper_cpu_s if self.source == "psutil" else 0.0)
+
     def describe(self) -> dict:
         return {"source": self.source, "why_not_cgroup": self.why_not_cgroup,
                 "cgroups": [str(d) for group in self.cgroups for d in group.dirs.values()]}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.hostsetup import write_oci_runtimes
-from bench.images import CACHE, GuestImage, _du_mib, _run, cache_entry, ensure_image
+from bench.images import CACHE, GuestImage, cache_entry, du_mib, ensure_image, run_step
 
 FORMAT = 1  # bump when the layout or the files written into the lab change
 VENV = "/opt/cvbench"
@@ -126,7 +126,7 @@ def _build(key: str, guest: GuestImage, requirements: list[str], cache: Path) ->
              "(a few minutes)")
         install = (f'chroot "$1" python3 -m venv {VENV} && chroot "$1" {VENV}/bin/pip install '
                    f'--quiet --no-index --find-links /tmp/wheels ' + " ".join(f"'{r}'" for r in requirements))
-        _run(["mmdebstrap", f"--variant={RECIPE['variant']}", "--quiet",
+        run_step(["mmdebstrap", f"--variant={RECIPE['variant']}", "--quiet",
               "--include=" + ",".join(RECIPE["packages"]),
               "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
               "--dpkgopt=path-exclude=/usr/share/locale/*",
@@ -139,7 +139,7 @@ def _build(key: str, guest: GuestImage, requirements: list[str], cache: Path) ->
         target = root / "var/cache/cvbench" / guest.key
         target.parent.mkdir(parents=True, exist_ok=True)
         # cp -a, not copytree: the guest root holds device nodes (reading /dev/full never ends)
-        _run(["cp", "-a", "--reflink=auto", guest.directory, str(target)], "copy the guest image")
+        run_step(["cp", "-a", "--reflink=auto", guest.directory, str(target)], "copy the guest image")
         (target / "image.json").write_text(json.dumps(
             {**asdict(guest), "directory": f"/var/cache/cvbench/{guest.key}"}, indent=2))
         for name in (f"vmlinuz-{release}", f"initrd.img-{release}"):
@@ -147,8 +147,8 @@ def _build(key: str, guest: GuestImage, requirements: list[str], cache: Path) ->
             (work / name).chmod(0o644)
         _say("making the lab disk (ext4)")
         # Room for Docker's copy of the guest image and what the runs write.
-        size_mib = _du_mib(root) + 6144
-        _run(["mke2fs", "-q", "-t", "ext4", "-L", "cvbench-lab", "-d", str(root),
+        size_mib = du_mib(root) + 6144
+        run_step(["mke2fs", "-q", "-t", "ext4", "-L", "cvbench-lab", "-d", str(root),
               str(work / "lab.raw"), f"{size_mib}M"], "make the lab disk with mke2fs")
         shutil.rmtree(root)
         shutil.rmtree(wheels)
@@ -163,7 +163,7 @@ def _download_wheels(requirements: list[str], into: Path) -> None:
     """Binary wheels for the lab's Python, whatever Python runs here."""
     platforms = [f"--platform={p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
                                              "manylinux2014_x86_64", "manylinux1_x86_64", "linux_x86_64")]
-    _run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+    run_step([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
           f"--python-version={PYTHON_VERSION}", "--implementation=cp",
           f"--abi=cp{PYTHON_VERSION.replace('.', '')}", "--abi=abi3", "--abi=none", *platforms,
           "--dest", str(into), *requirements], "download the lab's Python wheels")

@@ -7,27 +7,19 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from bench.runtimes import KINDS, traits_of
 from bench.stats import MIN_N_FOR_CI
 
 MiB = 2**20
 
-# What a startup phase measures, in the order it happens (DESIGN.md §5.3).
-PHASES = {
-    "startup.spawn_s": "process spawn",
-    "startup.create_s": "docker create",
-    "startup.start_s": "docker start",
-    "startup.overlay_s": "qcow2 overlay",
-    "startup.vmm_s": "QEMU spawn + QMP",
-    "startup.guest_uptime_s": "guest boot to READY (guest clock)",
-}
+# What a startup phase measures, every kind's in the order it happens (DESIGN.md §5.3).
+PHASES = {metric: label for kind in KINDS.values() for metric, label in kind.traits.phases}
 
-# The phases each kind of runtime goes through one after another, in order. gVisor's
-# guest uptime is not one of docker's: its sandbox boots inside docker start.
-SEQUENTIAL_PHASES = {
-    "native": ("startup.spawn_s",),
-    "docker": ("startup.create_s", "startup.start_s"),
-    "qemu": ("startup.overlay_s", "startup.vmm_s", "startup.guest_uptime_s"),
-}
+
+def sequential_phases(kind: str) -> tuple[str, ...]:
+    """The phases a kind of runtime goes through one after another, in order."""
+    traits = traits_of(kind)
+    return tuple(metric for metric, _ in traits.phases) if traits else ()
 
 # The instance runs longest under these workloads, so memory settles there.
 MEMORY_WORKLOADS = ("idle", "cpu")
@@ -77,10 +69,11 @@ def runtime_label(runtime: str, emulated: set[str]) -> str:
 
 
 def baseline_runtime(frame: pd.DataFrame) -> str | None:
-    """The first native runtime: the reference every ratio is taken against."""
+    """The first runtime that is a bare process: the reference every ratio is taken against."""
     if frame.empty or "kind" not in frame:
         return None
-    native = frame[frame["kind"] == "native"]
+    native = frame[frame["kind"].map(lambda kind: getattr(traits_of(kind), "isolation", None))
+                   == "process"]
     return native["runtime"].iloc[0] if not native.empty else None
 
 

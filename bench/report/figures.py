@@ -19,7 +19,6 @@ from matplotlib.ticker import FuncFormatter
 from bench import stats
 from bench.report.data import (
     PHASES,
-    SEQUENTIAL_PHASES,
     MiB,
     baseline_runtime,
     emulated_runtimes,
@@ -28,6 +27,7 @@ from bench.report.data import (
     memory_workload,
     metric_values,
     runtime_label,
+    sequential_phases,
 )
 
 SIZE = (8, 4.5)  # inches
@@ -110,7 +110,7 @@ def phase_segments(medians: dict, kind: str) -> list[tuple[str, float]]:
     """(label, seconds) stacked from the launch call: the phases of this kind of runtime
     that follow one another (overlapping ones would run the bar past READY), then the rest
     until READY."""
-    segments = [(PHASES[m], medians[m]) for m in SEQUENTIAL_PHASES.get(kind, ()) if m in medians]
+    segments = [(PHASES[m], medians[m]) for m in sequential_phases(kind) if m in medians]
     ready = medians.get("startup.ready_s")
     covered = sum(width for _, width in segments)
     if ready is not None and ready > covered:

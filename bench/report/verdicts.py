@@ -22,6 +22,7 @@ import pandas as pd
 from bench import stats
 from bench.report import isolation
 from bench.results import aggressor_column
+from bench.runtimes import traits_of
 from bench.report.data import (
     MiB,
     complete,
@@ -41,11 +42,8 @@ NOT_MEASURED = "not measured"
 
 MIN_N_CLAIM = 5  # measured instances per side before a claim can be supported or contradicted
 
-CONTAINER_KINDS = ("docker",)
-VM_KINDS = ("qemu",)
-# OCI runtimes that put their own kernel under the container by design: gVisor's Sentry,
-# Kata's guest VM. A container of any other OCI runtime is expected on the host's kernel.
-OWN_KERNEL_OCI_RUNTIMES = ("runsc", "kata")
+# The two sides of the container/VM claims, as the runtimes' traits name them
+CONTAINER, VM = "container", "VM"
 
 LAB_NOTE = ("Lab run: every runtime ran inside a VM emulated by QEMU TCG (its KVM nested "
             "under that emulation), so the numbers show that each path works, not how fast it is.")
@@ -204,8 +202,8 @@ def _container_vs_vm_verdict(claim: str, frame: pd.DataFrame, rows: pd.DataFrame
     comparisons = [_compare(_values(rows, container), _values(rows, vm),
                             runtime_label(container, emulated), runtime_label(vm, emulated),
                             metric, workload)
-                   for container in _runtimes_of(rows, CONTAINER_KINDS)
-                   for vm in _runtimes_of(rows, VM_KINDS)]
+                   for container in _runtimes_of(rows, CONTAINER)
+                   for vm in _runtimes_of(rows, VM)]
     if not comparisons:
         return _not_measured(claim, rows, metric, workload, not_measured_hint)
     below = [c for c in comparisons if c.ratio.ci_high < 1]
@@ -223,7 +221,7 @@ def _container_vs_vm_verdict(claim: str, frame: pd.DataFrame, rows: pd.DataFrame
         unclear = [c for c in comparisons if c not in below]
         status, reason = INCONCLUSIVE, (f"measured, but the 95% CI of the ratio includes 1 (no "
                                         f"difference shown) for {_pairs(unclear)}.")
-    left_out = [r for r in _runtimes_of(frame, CONTAINER_KINDS + VM_KINDS)
+    left_out = [r for r in _runtimes_of(frame, CONTAINER) + _runtimes_of(frame, VM)
                 if r not in set(rows["runtime"])]
     notes = tuple(f"{r}: no {metric} value on {workload}" for r in left_out)
     smallest = min(min(c.n, c.reference_n) for c in comparisons)
@@ -232,8 +230,8 @@ def _container_vs_vm_verdict(claim: str, frame: pd.DataFrame, rows: pd.DataFrame
 
 
 def _not_measured(claim: str, rows: pd.DataFrame, metric: str, where: str, hint: str) -> Verdict:
-    sides = [side for side, kinds in (("container", CONTAINER_KINDS), ("VM", VM_KINDS))
-             if not _runtimes_of(rows, kinds)] or ["container and VM"]
+    sides = [side for side in (CONTAINER, VM) if not _runtimes_of(rows, side)] \
+        or ["container and VM"]
     return Verdict(claim, NOT_MEASURED, f"not measured: no {' or '.join(sides)} value of "
                    f"{metric} on {where} in this run; {hint}.")
 
@@ -282,7 +280,7 @@ def kernel_verdict(frame: pd.DataFrame, environment: dict, emulated: set[str] = 
         if seen != {1.0 if expected else 0.0}:
             unexpected.append(runtime)
         kind = mine["kind"].iloc[0]
-        if kind != "native":
+        if _side(kind) is not None:  # a bare process is the host itself
             classes.setdefault(_kernel_class(kind, expected), []).append(runtime)
             # repetitions of one cell: instances of different workloads are one look each
             instances[runtime] = int(mine.groupby("workload").size().max())
@@ -308,20 +306,18 @@ KERNEL_CLASSES = ("container", "gVisor", "VM")
 
 
 def _kernel_class(kind: str, expects_host_kernel: bool) -> str:
-    if kind in VM_KINDS:
+    if _side(kind) == VM:
         return "VM"
     return "container" if expects_host_kernel else "gVisor"
 
 
 def _expects_host_kernel(rows: pd.DataFrame, runtime: str, environment: dict) -> bool:
-    kind = rows["kind"].iloc[0]
-    if kind == "native":
-        return True
-    if kind not in CONTAINER_KINDS:
-        return False
-    oci = _first_tag(rows, "oci_runtime") or \
-        ((environment.get("runtimes") or {}).get(runtime) or {}).get("oci_runtime") or "runc"
-    return not str(oci).startswith(OWN_KERNEL_OCI_RUNTIMES)
+    """What the runtime's traits say, with the options it ran with (its OCI runtime)."""
+    options = dict((environment.get("runtimes") or {}).get(runtime) or {})
+    if oci := _first_tag(rows, "oci_runtime"):
+        options["oci_runtime"] = oci
+    traits = traits_of(rows["kind"].iloc[0], options)
+    return traits is not None and traits.shares_host_kernel
 
 
 def _kernel_observation(seen: set[float]) -> str:
@@ -353,8 +349,8 @@ def allocation_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
     rows = rows[(rows["workload"] == memory_workload(rows)) & rows["tag.memory_mib"].notna()]
     sizes = {r: sorted(set(mibs)) for r, mibs in rows.groupby("runtime")["tag.memory_mib"]}
     varied = {r: s for r, s in sizes.items() if len(s) > 1}
-    containers = [r for r in _runtimes_of(rows, CONTAINER_KINDS) if r in varied]
-    vms = [r for r in _runtimes_of(rows, VM_KINDS) if r in varied]
+    containers = [r for r in _runtimes_of(rows, CONTAINER) if r in varied]
+    vms = [r for r in _runtimes_of(rows, VM) if r in varied]
     if not containers or not vms:
         return not_measured
     growth = {r: _growth(rows, r, varied[r], emulated) for r in containers + vms}
@@ -390,8 +386,8 @@ def _retained_verdict(claim: str, rows: pd.DataFrame, emulated: set[str]) -> Ver
                 (after["tag.touch_mib"].astype(float) * MiB)).dropna()
     per_runtime = {r: retained.xs(r, level="runtime").to_numpy(float)
                    for r in in_order(rows["runtime"]) if r in retained.index.get_level_values(0)}
-    containers = [r for r in _runtimes_of(rows, CONTAINER_KINDS) if r in per_runtime]
-    vms = [r for r in _runtimes_of(rows, VM_KINDS) if r in per_runtime]
+    containers = [r for r in _runtimes_of(rows, CONTAINER) if r in per_runtime]
+    vms = [r for r in _runtimes_of(rows, VM) if r in per_runtime]
     if not containers or not vms:
         return None
     summaries = {r: stats.summary(v) for r, v in per_runtime.items()}
@@ -439,9 +435,9 @@ def isolation_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
     way round; inconclusive when the intervals overlap everywhere or point both ways."""
     claim = "VMs isolate better against noisy neighbours"
     found = isolation.losses(frame)
-    kinds = dict(zip(frame["runtime"], frame["kind"]))
-    containers = [x for x in found if kinds.get(x.runtime) in CONTAINER_KINDS]
-    vms = [x for x in found if kinds.get(x.runtime) in VM_KINDS]
+    sides = dict(zip(frame["runtime"], frame["kind"].map(_side)))
+    containers = [x for x in found if sides.get(x.runtime) == CONTAINER]
+    vms = [x for x in found if sides.get(x.runtime) == VM]
     if not containers or not vms:
         return Verdict(claim, NOT_MEASURED, "not measured: needs a container and a VM victim, "
                        "each alone and beside an aggressor (scenarios/isolation.toml).")
@@ -488,7 +484,7 @@ def storage_verdict(frame: pd.DataFrame) -> Verdict:
     disk = _metric_rows(frame, "storage.instance_disk_bytes")
     first = _metric_rows(frame, "storage.first_write_s")
     second = _metric_rows(frame, "storage.second_write_s")
-    containers = [r for r in _runtimes_of(first, CONTAINER_KINDS) if r in set(second["runtime"])]
+    containers = [r for r in _runtimes_of(first, CONTAINER) if r in set(second["runtime"])]
     if disk.empty or not containers:
         return Verdict(claim, NOT_MEASURED, hint if disk.empty else
                        "not measured: no container completed the first/second write test "
@@ -506,7 +502,7 @@ def storage_verdict(frame: pd.DataFrame) -> Verdict:
             shared = False
     after = _metric_rows(frame, "storage.instance_disk_after_write_bytes")
     comparisons = []
-    for runtime in containers + [r for r in _runtimes_of(first, VM_KINDS)
+    for runtime in containers + [r for r in _runtimes_of(first, VM)
                                  if r in set(second["runtime"])]:
         comparisons.append(_compare(_values(first, runtime), _values(second, runtime),
                                     f"{runtime} first write", f"{runtime} second write",
@@ -566,12 +562,18 @@ def _metric_rows(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return rows[rows["metric"] == metric] if not rows.empty else rows
 
 
-def _runtimes_of(rows: pd.DataFrame, kinds: tuple[str, ...]) -> list[str]:
-    return in_order(rows.loc[rows["kind"].isin(kinds), "runtime"]) if not rows.empty else []
+def _side(kind: str) -> str | None:
+    traits = traits_of(kind)
+    return traits.side if traits else None
+
+
+def _runtimes_of(rows: pd.DataFrame, side: str) -> list[str]:
+    """The runtimes of the rows on one side of the claims (CONTAINER or VM), in run order."""
+    return in_order(rows.loc[rows["kind"].map(_side) == side, "runtime"]) if not rows.empty else []
 
 
 def _both_sides_have(rows: pd.DataFrame) -> bool:
-    return bool(_runtimes_of(rows, CONTAINER_KINDS)) and bool(_runtimes_of(rows, VM_KINDS))
+    return bool(_runtimes_of(rows, CONTAINER)) and bool(_runtimes_of(rows, VM))
 
 
 def _first_tag(rows: pd.DataFrame, name: str):
@@ -582,7 +584,7 @@ def _first_tag(rows: pd.DataFrame, name: str):
 
 def _vm_emulated(rows: pd.DataFrame, emulated: set[str]) -> bool:
     """Whether one of the VMs in rows ran under emulation."""
-    return bool(emulated & set(_runtimes_of(rows, VM_KINDS)))
+    return bool(emulated & set(_runtimes_of(rows, VM)))
 
 
 def _settled(verdict: Verdict, smallest_n: int, vm_emulated: bool) -> Verdict:

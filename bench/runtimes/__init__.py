@@ -1,6 +1,7 @@
-"""Runtime kinds, found by name through this registry."""
+"""Runtime kinds, found by name through this registry: a new kind is one module here and
+one line below."""
 
-from bench.runtimes.base import Instance, Limits, RunContext, Runtime
+from bench.runtimes.base import Instance, Limits, RunContext, Runtime, Traits
 from bench.runtimes.docker import DockerRuntime
 from bench.runtimes.native import NativeRuntime
 from bench.runtimes.qemu import QemuRuntime
@@ -9,4 +10,12 @@ KINDS: dict[str, type[Runtime]] = {
     cls.kind: cls for cls in (NativeRuntime, DockerRuntime, QemuRuntime)
 }
 
-__all__ = ["KINDS", "Instance", "Limits", "RunContext", "Runtime"]
+
+def traits_of(kind: str, options: dict | None = None) -> Traits | None:
+    """What a runtime of this kind is; None for a kind this version does not know (a record
+    from elsewhere)."""
+    cls = KINDS.get(kind)
+    return cls.traits_for(options or {}) if cls else None
+
+
+__all__ = ["KINDS", "Instance", "Limits", "RunContext", "Runtime", "Traits", "traits_of"]

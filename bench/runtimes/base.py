@@ -29,6 +29,24 @@ class Limits:
     pids: int | None = None  # processes (and threads) the instance may have on the host
 
 
+@dataclass(frozen=True)
+class Traits:
+    """What a runtime kind is, for the modes, the claims and the report to ask instead of
+    testing kind names."""
+
+    isolation: str  # process, container, sandbox (a kernel of its own under a container) or vm
+    shares_host_kernel: bool
+    # Startup phases it records, in the order they happen: metric -> what it covers
+    phases: tuple[tuple[str, str], ...] = ()
+    # What an instance writes into; None where it runs on the shared image root, read-only
+    disk_layer: str | None = None
+
+    @property
+    def side(self) -> str | None:
+        """Which side of the container/VM claims it stands on, if any."""
+        return {"container": "container", "sandbox": "container", "vm": "VM"}.get(self.isolation)
+
+
 @dataclass
 class RunContext:
     """What runtimes share during one run."""
@@ -67,6 +85,14 @@ class Instance(ABC):
         """Host processes outside the cgroup that serve the instance (a shim)."""
         return []
 
+    def host_pids(self) -> set[int]:
+        """Every host process of the instance: its cgroup's and its helpers'."""
+        return set(self.cgroup.pids() if self.cgroup else []) | set(self.helper_pids())
+
+    def wait_ready(self, timeout_s: float):
+        """The agent's READY line, at most timeout_s after the launch call."""
+        return self.lines.wait_for("READY", self.t_launch + timeout_s)
+
     @abstractmethod
     def wait_gone(self, timeout: float) -> float:
         """Block until the instance has exited; host monotonic time it was seen gone."""
@@ -78,7 +104,10 @@ class Instance(ABC):
 
 class Runtime(ABC):
     kind: ClassVar[str]
+    traits: ClassVar[Traits]
     OPTIONS: ClassVar[dict[str, Param]] = {}
+    # cvbench doctor: what this kind needs of the host, per variant shown (check names)
+    HOST_NEEDS: ClassVar[dict[str, tuple[str, ...]]] = {}
     # An engine that spends CPU for instances outside their cgroups (docker); None where
     # everything an instance costs runs inside its cgroup (native; QEMU, slirp included)
     engine: "EngineCpu | None" = None
@@ -100,6 +129,38 @@ class Runtime(ABC):
                port: int | None = None) -> Instance:
         """Start an instance running the agent with command; return once it is started.
         A serving instance listens on port, reachable from the host at 127.0.0.1:port."""
+
+    @classmethod
+    def traits_for(cls, options: dict) -> Traits:
+        """The traits of a runtime of this kind with these options (or a record's tags)."""
+        return cls.traits
+
+    @classmethod
+    def usable_as(cls, checks_ok: dict[str, bool]) -> str:
+        """How cvbench doctor shows this kind when every check it needs passed."""
+        return "usable"
+
+    @contextmanager
+    def running(self, command: str, limits: Limits, instance: str, needs: Needs = NO_NEEDS,
+                port: int | None = None):
+        """The one instance lifecycle: launch, hand the instance over, release it whatever
+        happens (the run's cleanup holds it from the launch on, for a Ctrl-C meanwhile)."""
+        inst = self.launch(command, limits, instance, needs=needs, port=port)
+        try:
+            yield inst
+        finally:
+            self.context.cleanup.release(inst.cleanup_token)
+
+    def memory_overhead_mib(self) -> int:
+        """Host memory an instance may take beyond its limit (a VMM beside guest RAM)."""
+        return 0
+
+    def instance_disk(self, inst: Instance) -> int:
+        """Bytes this instance added to the host's disk, read from the host."""
+        raise NotImplementedError(f"{self.kind} does not measure its disk")
+
+    def sweep(self) -> None:
+        """Remove what a launch cut short by Ctrl-C may still have made in an engine."""
 
     def unsupported(self, needs: Needs) -> str | None:
         """Why this runtime cannot give an instance what it needs, or None."""

@@ -5,21 +5,27 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from bench.agent import AGENT_PATH, LineReader
 from bench.collect.cgroups import Cgroup
 from bench.collect.engine import locate_engine
+from bench.collect.host import du_bytes
 from bench.collect.processes import find_ancestor, find_by_cmdline
 from bench.errors import RuntimeFailure, UserError
 from bench.images import ensure_docker_image
 from bench.params import Param
-from bench.runtimes.base import Instance, Limits, Runtime, command_version
+from bench.runtimes.base import Instance, Limits, Runtime, Traits, command_version
 from bench.runtimes.gvisor import platform_of
 from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
 
 RUN_LABEL = "cvbench.run"
+# OCI runtimes that put a kernel of their own under the container by design: gVisor's
+# Sentry, Kata's guest VM. A container of any other OCI runtime runs on the host's kernel.
+OWN_KERNEL_OCI_RUNTIMES = ("runsc", "kata")
 
 
 def docker_client():
@@ -77,6 +83,11 @@ class ContainerInstance(Instance):
 
 class DockerRuntime(Runtime):
     kind = "docker"
+    traits = Traits("container", shares_host_kernel=True,
+                    phases=(("startup.create_s", "docker create"), ("startup.start_s", "docker start")),
+                    disk_layer="overlay2 upper dir")
+    HOST_NEEDS = {"docker runc": ("root", "cgroups", "guest image", "docker"),
+                  "docker runsc (gVisor)": ("root", "cgroups", "guest image", "docker", "runsc")}
     OPTIONS = {
         "oci_runtime": Param(str, "runc", "OCI runtime registered with the engine (runc, runsc, ...)"),
         "network": Param(str, "none", "Docker network mode", choices=("none", "bridge", "host")),
@@ -90,6 +101,13 @@ class DockerRuntime(Runtime):
                                    "network (empty: oci_runtime); runsc-host is runsc with "
                                    "--network=host"),
     }
+
+    @classmethod
+    def traits_for(cls, options: dict) -> Traits:
+        # gVisor's guest uptime is not a phase of its own: its sandbox boots inside docker start
+        if str(options.get("oci_runtime") or "runc").startswith(OWN_KERNEL_OCI_RUNTIMES):
+            return replace(cls.traits, isolation="sandbox", shares_host_kernel=False)
+        return cls.traits
 
     def check(self) -> None:
         self.client = docker_client()
@@ -161,6 +179,25 @@ class DockerRuntime(Runtime):
         if self._serving(needs)[1] == "host":
             return "docker host network, 127.0.0.1"
         return "docker bridge, port published on 127.0.0.1"
+
+    def instance_disk(self, inst: ContainerInstance) -> int:
+        """Its writable layer, the overlay2 upper dir."""
+        inst.container.reload()
+        return du_bytes(upper_dir(inst.container.attrs))
+
+    def sweep(self) -> None:
+        """A create request cut short by Ctrl-C may still complete in the engine after its
+        instance was released: remove whatever carries this run's label."""
+        client = getattr(self, "client", None)
+        if client is None:
+            return
+        try:
+            for container in client.containers.list(
+                    all=True, filters={"label": f"{RUN_LABEL}={self.context.run_id}"}):
+                container.remove(force=True)
+                print(f"cleanup: removed late container {container.name}", file=sys.stderr)
+        except Exception as exc:  # the engine went away: doctor --clean can finish the job
+            print(f"cleanup: could not sweep containers: {exc}", file=sys.stderr)
 
     def describe(self) -> dict:
         config = self.client.info().get("Runtimes", {}).get(self.options["oci_runtime"], {})
@@ -239,6 +276,16 @@ class DockerRuntime(Runtime):
             if inst.slice is not None:  # systemd made it as the container started
                 inst.cgroup = Cgroup.at(slice_path(inst.slice))
         return inst
+
+
+def upper_dir(inspect: dict) -> Path:
+    """A container's writable layer from `docker inspect` (one container's object)."""
+    driver = inspect.get("GraphDriver") or {}
+    upper = (driver.get("Data") or {}).get("UpperDir")
+    if not upper:
+        raise RuntimeFailure(f"storage driver {driver.get('Name')!r} has no UpperDir: "
+                             "only overlay2 is measured")
+    return Path(upper)
 
 
 SLICE_PREFIX = "cvbench-"

@@ -8,7 +8,8 @@ import time
 from bench.agent import AGENT_PATH, LineReader
 from bench.collect.cgroups import Cgroup
 from bench.errors import UserError
-from bench.runtimes.base import MiB, Limits, ProcessInstance, Runtime, pipe_chunks, spawn
+from bench.collect.host import du_bytes
+from bench.runtimes.base import MiB, Limits, ProcessInstance, Runtime, Traits, pipe_chunks, spawn
 from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
 
 # A private mount namespace only, so the mounts below never reach the host's mount table;
@@ -23,11 +24,18 @@ _BIND = 'mount --bind "{host}" "$0{guest}" && '
 
 class NativeRuntime(Runtime):
     kind = "native"
+    traits = Traits("process", shares_host_kernel=True,
+                    phases=(("startup.spawn_s", "process spawn"),))
+    HOST_NEEDS = {"native": ("root", "cgroups", "guest image")}
 
     def check(self) -> None:
         for tool in ("unshare", "chroot", "mount"):
             if not shutil.which(tool):
                 raise UserError(f"native: {tool} not found", fix="apt-get install util-linux coreutils")
+
+    def instance_disk(self, inst: ProcessInstance) -> int:
+        """What it owns: the host folders bound into its read-only root."""
+        return sum(du_bytes(path) for path in inst.scratch)
 
     def launch(self, command: str, limits: Limits, instance: str, needs: Needs = NO_NEEDS,
                port: int | None = None) -> ProcessInstance:

@@ -20,7 +20,8 @@ from bench.errors import RuntimeFailure, UserError
 from bench.images import CACHE
 from bench.params import Param
 from bench.results import host_boot_id, running_under_hypervisor
-from bench.runtimes.base import (MiB, Limits, ProcessInstance, Runtime, command_version,
+from bench.collect.host import run_text
+from bench.runtimes.base import (MiB, Limits, ProcessInstance, Runtime, Traits, command_version,
                                  pipe_chunks, run_tool, spawn)
 from bench.workloads import NO_NEEDS, Needs
 
@@ -68,6 +69,13 @@ class VmInstance(ProcessInstance):
 
 class QemuRuntime(Runtime):
     kind = "qemu"
+    traits = Traits("vm", shares_host_kernel=False,
+                    phases=(("startup.overlay_s", "qcow2 overlay"),
+                            ("startup.vmm_s", "QEMU spawn + QMP"),
+                            ("startup.guest_uptime_s", "guest boot to READY (guest clock)")),
+                    disk_layer="qcow2 overlay")
+    HOST_NEEDS = {"qemu": ("root", "cgroups", "guest image", "mke2fs", "qemu-system-x86_64",
+                           "qemu-img")}
     OPTIONS = {
         "machine": Param(str, "pc", "QEMU machine type", choices=("pc", "microvm")),
         "accel": Param(str, "auto", "kvm, tcg (emulation) or auto: probe KVM, fall back to TCG",
@@ -132,6 +140,19 @@ class QemuRuntime(Runtime):
         if os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or not shutil.which("ip"):
             return "a tap device needs root, /dev/net/tun and ip (iproute2) on the host"
         return None
+
+    @classmethod
+    def usable_as(cls, checks_ok: dict[str, bool]) -> str:
+        return ("usable with KVM" if checks_ok.get("kvm") else
+                "usable, EMULATED (TCG): KVM cannot boot a guest here; results are labelled")
+
+    def memory_overhead_mib(self) -> int:
+        return self.options["memory_headroom_mib"]
+
+    def instance_disk(self, inst: VmInstance) -> int:
+        """Its qcow2 overlay's size on the host; -U reads it while QEMU holds it."""
+        return qcow2_actual_size(json.loads(run_text(
+            ["qemu-img", "info", "-U", "--output=json", str(inst.overlay)])))
 
     def describe(self) -> dict:
         return {"kind": self.kind, **self.options, "accel_used": self.accel,
@@ -284,6 +305,11 @@ class QemuRuntime(Runtime):
         finally:
             if inst is not None:
                 self.context.cleanup.release(inst.cleanup_token)
+
+
+def qcow2_actual_size(info: dict) -> int:
+    """Bytes an overlay file occupies on the host (`qemu-img info --output=json`)."""
+    return int(info["actual-size"])
 
 
 def kvm_conditions() -> dict:

@@ -12,7 +12,7 @@ import psutil
 
 from bench.collect.cgroups import ROOT, V1_CONTROLLERS, cgroup_version
 from bench.doctor import run_of_pid, tap_devices
-from bench.runner import WORKDIR
+from bench.session import WORKDIR
 from bench.runtimes.docker import instance_slice, slice_path
 
 REPO = Path(__file__).parent.parent.parent

@@ -17,10 +17,11 @@ PIDS = 64
 
 SCENARIO = f"""
 name = "isolation"
-mode = "isolation"
 reps = 1
 warmup = 0
 timeout_s = 180
+[mode]
+name = "isolation"
 aggressors = ["forkbomb", "memhog"]
 aggressor_memory_mib = 256
 aggressor_pids = {PIDS}

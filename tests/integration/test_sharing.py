@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench.images import ensure_image
-from bench.modes import du_bytes
+from bench.collect.host import du_bytes
 
 from .helpers import container_ids, cvbench, interrupt_run, leftovers, records
 
@@ -78,9 +78,9 @@ def test_storage(tmp_path):
 
 
 def test_density(tmp_path):
-    result, out, rows = _run(tmp_path, 'name = "density"\nmode = "density"\ncounts = [1, 2]\n'
-                                       'memory_floor_mib = 1024\nreps = 1\nmemory_mib = 256\n'
-                                       'timeout_s = 180\n', "--runtimes", "runc,qemu")
+    result, out, rows = _run(tmp_path, 'name = "density"\nreps = 1\nmemory_mib = 256\n'
+                                       'timeout_s = 180\n[mode]\nname = "density"\n'
+                                       'counts = [1, 2]\nmemory_floor_mib = 1024\n', "--runtimes", "runc,qemu")
     assert result.returncode == 0, result.stderr
     for runtime in ("runc", "qemu"):  # runsc runs in test_storage
         assert _values(rows, runtime, "density.reached_n") == [2]
@@ -101,8 +101,8 @@ def test_density(tmp_path):
 
 def test_density_stops_at_the_memory_floor(tmp_path):
     floor = 10**7  # MiB: far above any host's memory
-    result, out, rows = _run(tmp_path, f'name = "density"\nmode = "density"\ncounts = [1]\n'
-                                       f'memory_floor_mib = {floor}\nreps = 1\n',
+    result, out, rows = _run(tmp_path, f'name = "density"\nreps = 1\n[mode]\nname = "density"\n'
+                                       f'counts = [1]\nmemory_floor_mib = {floor}\n',
                              "--runtimes", "runc")
     assert result.returncode == 0, result.stderr
     assert "stopped" in result.stdout
@@ -113,9 +113,10 @@ def test_density_stops_at_the_memory_floor(tmp_path):
 
 
 def test_allocation(tmp_path):
-    result, out, rows = _run(tmp_path, 'name = "allocation"\nmode = "allocation"\n'
-                                       'memory_sizes_mib = [256, 512]\ntouch_mib = 100\n'
-                                       'reps = 1\ntimeout_s = 180\n', "--runtimes", "runc,qemu")
+    result, out, rows = _run(tmp_path, 'name = "allocation"\nreps = 1\ntimeout_s = 180\n'
+                                       '[mode]\nname = "allocation"\n'
+                                       'memory_sizes_mib = [256, 512]\ntouch_mib = 100\n',
+                             "--runtimes", "runc,qemu")
     assert result.returncode == 0, result.stderr
     for runtime in ("runc", "qemu"):
         for size in (256, 512):
@@ -132,8 +133,8 @@ def test_allocation(tmp_path):
 
 def test_density_interrupted_cleans_up(tmp_path):
     scenario = tmp_path / "density.toml"
-    scenario.write_text('name = "density"\nmode = "density"\ncounts = [4]\nreps = 1\n'
-                        'memory_floor_mib = 1024\n' + RUNTIMES)
+    scenario.write_text('name = "density"\nreps = 1\n[mode]\nname = "density"\n'
+                        'counts = [4]\nmemory_floor_mib = 1024\n' + RUNTIMES)
     out = tmp_path / "run"
 
     def two_up(run_id):

@@ -1,46 +1,11 @@
-"""What the density, storage, allocation and isolation drivers share: their steps and records, host
-memory, disk usage. Each driver is its own module; Runner picks one by the scenario's mode."""
+"""The host as a whole, read from /proc and the file system: memory available, the page
+cache, disk usage. What the modes that measure instances side by side need."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 from pathlib import Path
-
-from bench.results import Record
-from bench.scenario import RuntimeSpec, WorkloadSpec
-
-
-def driver(mode: str):
-    """The function that runs a scenario of this mode: f(runner) -> None."""
-    if mode == "storage":
-        from bench.storage import run_storage
-        return run_storage
-    if mode == "density":
-        from bench.density import run_density
-        return run_density
-    if mode == "allocation":
-        from bench.allocation import run_allocation
-        return run_allocation
-    if mode == "isolation":
-        from bench.isolation import run_isolation
-        return run_isolation
-    raise ValueError(f"no driver for mode {mode!r}")
-
-
-def step(name: str, spec: RuntimeSpec, rep: int):
-    """A Runner Step for a driver's cell: cell name '<name>@<runtime>'."""
-    from bench.runner import Cell, Step
-
-    return Step(Cell(WorkloadSpec(name, name, {}), spec), rep, False)
-
-
-def record(runner, name: str, spec: RuntimeSpec, rep: int, tags: dict, metric: str, value,
-           unit: str, error: str | None = None) -> Record:
-    return runner._record(step(name, spec, rep), tags, metric, value, unit, error)
-
-
-# -- host memory -----------------------------------------------------------------------------
 
 
 def parse_meminfo(text: str) -> dict[str, int]:

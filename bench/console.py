@@ -1,0 +1,60 @@
+"""What a run prints: a progress bar over its steps, and one line per instance measured."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from bench.results import SKIPPED, Record
+
+MiB = 2**20
+
+
+class ProgressBar:
+    """What a long run shows: the step going on, a line per step done, how far it is."""
+
+    def __init__(self, progress, task):
+        self.progress, self.task = progress, task
+
+    def start(self, label: str) -> None:
+        self.progress.update(self.task, description=label)
+
+    def done(self, line: str) -> None:
+        self.progress.console.print(line)
+        self.progress.advance(self.task)
+
+
+@contextmanager
+def progress_bar(total: int):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    # soft_wrap: a step's line stays one line in a log, whatever the terminal's width
+    with Progress(*columns, console=Console(soft_wrap=True), transient=False) as progress:
+        yield ProgressBar(progress, progress.add_task("starting", total=total))
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def mib(value) -> str:
+    return "n/a" if value is None else f"{value / MiB:.1f} MiB"
+
+
+def summary_line(label: str, records: list[Record]) -> str:
+    """One instance of a cell: how long to READY, its main metric, its PSS; or why it failed."""
+    errors = [r.error for r in records if r.error and not r.metric.startswith("mem.")]
+    if errors and errors[0].startswith(SKIPPED):
+        return f"  {label}: [yellow]{errors[0][:200]}[/yellow]"
+    if errors:
+        return f"  {label}: [red]failed[/red] {errors[0][:200]}"
+    shown = {r.metric: (r.value, r.unit) for r in records}
+    parts = [f"ready {shown['startup.ready_s'][0]:.3f} s"]
+    main = records[0].tags.get("main_metric") if records else None
+    if main in shown and main.startswith("workload."):  # startup and PSS have their own
+        parts.append(f"{main.removeprefix('workload.')} {shown[main][0]:.4g} {shown[main][1]}")
+    if shown.get("mem.pss_bytes", (None,))[0]:
+        parts.append(f"PSS {shown['mem.pss_bytes'][0] / MiB:.1f} MiB")
+    return f"  {label}: " + ", ".join(parts)

@@ -1,0 +1,225 @@
+"""One instance from launch to gone, and what it measured: the values of a cell's instance
+(startup, memory, CPU, the workload's own metrics), and the one failure policy every mode
+shares."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from bench.agent import Ready
+from bench.collect.sampler import Sampler, summarise
+from bench.errors import RuntimeFailure
+from bench.hostclient import free_port, run_round
+from bench.results import SKIPPED
+from bench.runtimes import Limits, Runtime
+from bench.spec import Step
+from bench.workloads import CATALOGUE, Workload
+
+# After the host's last round a serving instance ends by itself within seconds.
+SERVER_EXIT_GRACE_S = 30.0
+
+MEMORY_VIEWS = (("mem.cgroup_bytes", "cgroup_working_set"), ("mem.cgroup_peak_bytes", "cgroup_peak"),
+                ("mem.pss_bytes", "pss"), ("mem.pss_peak_bytes", "pss_peak"),
+                ("mem.uss_bytes", "uss"), ("mem.rss_bytes", "rss"))
+
+
+@dataclass(frozen=True)
+class Value:
+    """One value an instance gave, before the session makes it a Record. value None means
+    the measurement failed, and error says why."""
+
+    metric: str
+    value: float | None
+    unit: str
+    error: str | None = None
+    tags: dict = field(default_factory=dict)  # this value's own, beyond the instance's
+
+
+class Outcome:
+    """The values of one instance, and the failure policy: an error before READY fails
+    startup.ready_s; after it, the metric the mode measures (main)."""
+
+    def __init__(self, main: str, unit: str):
+        self.main, self.unit = main, unit
+        self.values: list[Value] = []
+        self.inapplicable: set[str] = set()  # metrics this instance cannot have: no failure
+
+    def add(self, metric: str, value, unit: str, error: str | None = None, **tags) -> None:
+        self.values.append(Value(metric, None if value is None else float(value), unit, error, tags))
+
+    def not_applicable(self, metric: str, unit: str, why: str) -> None:
+        self.add(metric, None, unit, why)
+        self.inapplicable.add(metric)
+
+    def fail(self, exc: BaseException) -> None:
+        why = str(exc) if isinstance(exc, RuntimeFailure) else f"{type(exc).__name__}: {exc}"
+        started = any(v.metric == "startup.ready_s" and v.value is not None for v in self.values)
+        self.add(*((self.main, None, self.unit) if started else ("startup.ready_s", None, "s")), why)
+
+    @property
+    def failed(self) -> bool:
+        """Memory can be unmeasurable (an instance gone within one sampling interval): that
+        is recorded, but the cell failed only if startup, CPU or the workload did. A cell
+        the runtime cannot run is skipped, not failed."""
+        return any(v.error and not v.metric.startswith("mem.") and not v.error.startswith(SKIPPED)
+                   and v.metric not in self.inapplicable for v in self.values)
+
+
+@contextmanager
+def attempt(main: str, unit: str):
+    """Collect an instance's values; an error ends the attempt with the failure recorded
+    (the cell fails, the run goes on). Ctrl-C passes through."""
+    outcome = Outcome(main, unit)
+    try:
+        yield outcome
+    except Exception as exc:  # an engine error, a timeout, an unparsable output
+        outcome.fail(exc)
+
+
+# -- a cell's instance --------------------------------------------------------------------------
+
+
+def measure_cell(session, runtime: Runtime, step: Step, extra_tags: dict) -> tuple[dict, Outcome]:
+    """Launch one instance of a cell, measure it, release it: (its tags, its values)."""
+    scenario, cell = session.scenario, step.cell
+    workload = CATALOGUE[cell.workload.workload]
+    params = workload.resolve(cell.workload.params, quick=scenario.quick)
+    needs = workload.needs(params)
+    tags = {"cpus": scenario.cpus, "memory_mib": scenario.memory_mib,
+            "host_shape": session.host["host_shape"], **runtime.tags(),
+            **{f"param.{k}": v for k, v in params.items()}, **extra_tags}
+    main = workload.main_metric(params)
+    if main:
+        tags["main_metric"] = main
+    if why := runtime.unsupported(needs):
+        # Never silently nothing: the cell says why it was not run
+        outcome = Outcome(main or f"workload.{workload.name}", "1")
+        outcome.add(outcome.main, None, outcome.unit, SKIPPED + why)
+        return tags, outcome
+    port = None
+    if needs.serves:
+        port = free_port()
+        params = dict(params, port=port, bind=runtime.serve_bind(needs))
+        tags["net_path"] = runtime.net_path(needs)
+    engine = runtime.engine
+    engine_before, wall_start = (engine.seconds() if engine else None), time.time()
+    inst, helper_cpu = None, 0.0
+    with attempt(main or f"workload.{workload.name}", "1") as outcome:
+        with runtime.running(workload.command(params), Limits(scenario.cpus, scenario.memory_mib),
+                             session.instance_name(), needs=needs, port=port) as inst:
+            tags.update(inst.tags)
+            helper_cpu = _measure_instance(session, workload, params, inst, outcome, tags)
+    if not outcome.failed and engine is not None:
+        # Read after the removal: the engine's work for an instance ends there
+        try:
+            outcome.add("cpu.engine_seconds", engine.spent_since(engine_before, helper_cpu), "s")
+            tags["engine_cpu_source"] = engine.source
+            # Engine CPU over a span in which it also served others is not this instance's alone
+            tags["engine_other_containers"] = runtime.other_containers(inst, wall_start, time.time())
+        except Exception as exc:  # the engine went away, or its cgroup did
+            outcome.add("cpu.engine_seconds", None, "s", f"{type(exc).__name__}: {exc}")
+    if not outcome.failed:
+        outcome.values += derived_values(outcome.values)
+    return tags, outcome
+
+
+def _measure_instance(session, workload: Workload, params: dict, inst, outcome: Outcome,
+                      tags: dict) -> float:
+    """From launch to gone, under a sampler; the CPU its helpers spent while it ran."""
+    scenario = session.scenario
+    sampler = Sampler(inst.cgroup, inst.helper_pids, scenario.sample_hz).start()
+    try:
+        ready = inst.wait_ready(scenario.timeout_s)
+        deadline = inst.t_launch + scenario.timeout_s
+        sampler.sample()  # at least one sample, even for an instance that exits at once
+        seen = Ready.of(ready)
+        tags.update(kernel_release=seen.kernel, boot_id=seen.boot_id)
+        host_outputs = _serve(session, workload, dict(params, address=inst.address), inst, deadline)
+        if host_outputs is not None:
+            deadline = min(deadline, time.monotonic() + SERVER_EXIT_GRACE_S)
+        done = inst.lines.wait_for("DONE", deadline)
+        gone = inst.wait_gone(max(1.0, deadline - time.monotonic()))
+        # The cgroup outlives the instance: complete CPU totals and memory high-water mark
+        final = sampler.sample()
+        samples = sampler.stop()
+    finally:
+        sampler.stop()
+
+    outcome.add("startup.ready_s", ready.t - inst.t_launch, "s")
+    outcome.add("startup.exit_s", gone - inst.t_launch, "s")
+    for metric, seconds in inst.phases.items():
+        outcome.add(metric, seconds, "s")
+    # An instance on the host's kernel reports the host's uptime: no boot phase to show.
+    shared = seen.shares_kernel_with(session.host["kernel"], session.host.get("boot_id"))
+    outcome.add("kernel.shared_with_host", float(shared), "1")
+    if not shared:
+        outcome.add("startup.guest_uptime_s", seen.uptime_s, "s")
+    memory = summarise(samples, ready.t, done.t)
+    for metric, key in MEMORY_VIEWS:
+        value, why_none = memory[key]
+        outcome.add(metric, value, "bytes", why_none)
+    cpu = final.cgroup_cpu_s if final else None
+    outcome.add("cpu.seconds", cpu, "s", None if cpu is not None else "cgroup gone before it could be read")
+    code = int(done.event[1])
+    output = inst.lines.output_between(ready, done)
+    tags.update(workload.output_tags(output))
+    outcome.add("workload.exit_code", code, "1")
+    outcome.values += workload_values(workload, output, code, host_outputs)
+    # Helpers (a shim) while the instance ran: once its container is reaped, a shim's
+    # children's CPU holds the container's too
+    return max((s.helper_cpu_s for s in samples if s.live and s.t <= done.t), default=0.0)
+
+
+def _serve(session, workload: Workload, params: dict, inst, deadline: float) -> list[str] | None:
+    """A serving workload: one host round per SERVING line; None for the others."""
+    if workload.host_rounds is None:
+        return None
+    outputs = []
+    for command in workload.host_rounds(params):
+        inst.lines.wait_for("SERVING", deadline)
+        outputs.append(run_round(session.image.root, command, deadline, refused=workload.refused))
+    return outputs
+
+
+def derived_values(values: list[Value]) -> list[Value]:
+    """Metrics computed from others of the same instance."""
+    found = {v.metric: v.value for v in values if v.error is None}
+    out = []
+    cpu, events = found.get("cpu.seconds"), found.get("workload.events")
+    if cpu is not None and events:
+        # Host CPU (the instance's whole cgroup: VMM and boot included) per 1,000 events
+        out.append(Value("workload.cpu_s_per_kevent", cpu / events * 1000, "s"))
+    # All the host spent for the instance: its cgroup, plus what an engine spent outside
+    # it (nothing for native and QEMU, whose slirp runs in the cgroup)
+    has_engine = any(v.metric == "cpu.engine_seconds" for v in values)
+    outside = found.get("cpu.engine_seconds") if has_engine else 0.0
+    if cpu is not None and outside is not None:
+        out.append(Value("cpu.total_seconds", cpu + outside, "s"))
+    else:
+        out.append(Value("cpu.total_seconds", None, "s", "cgroup or engine CPU unknown"))
+    return out
+
+
+def workload_values(workload: Workload, output: str, code: int,
+                    host_outputs: list[str] | None = None) -> list[Value]:
+    if code != 0:
+        tail = " | ".join(output.strip().splitlines()[-5:])
+        return [Value(f"workload.{workload.name}", None, "1", f"exit code {code}: {tail}")]
+    try:
+        metrics = (workload.parse_host(host_outputs) if host_outputs is not None
+                   else workload.parse(output))
+        return [Value(m.name, None if m.value is None else float(m.value), m.unit, m.error)
+                for m in metrics]
+    except ValueError as exc:
+        return [Value(f"workload.{workload.name}", None, "1", f"unparsable output: {exc}")]
+
+
+def measure_step(session, step: Step, tags: dict | None = None) -> list:
+    """One instance of a cell, measured and stored; the cell marked failed if it did."""
+    runtime = session.runtimes[step.cell.runtime.name]
+    instance_tags, outcome = measure_cell(session, runtime, step, tags or {})
+    if outcome.failed:
+        session.fail(step.cell.name)
+    return session.save(step, instance_tags, outcome.values)

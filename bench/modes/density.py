@@ -1,0 +1,210 @@
+"""Density (mode = "density"): N idle instances of one runtime side by side, for each N of
+the scenario's `counts`, and what each costs the host, three ways (DESIGN.md §7):
+
+- host MemAvailable drop divided by N, page cache dropped before and after (gVisor's way);
+- PSS summed over the N instances' host processes (shims, sandboxes, VMMs) divided by N
+  (Kata's way): shared pages are split among their sharers, so the sum is the true total;
+- cgroup working set per instance (usage less inactive file cache).
+
+Also the startup latency of the k-th instance as instances pile up (launched one after the
+other), and the time to start all N at once (one thread per instance, launched together).
+
+Before every launch the host's MemAvailable is checked against `memory_floor_mib` plus what
+the next instance may take; when it would fall below, the runtime stops there, says so, and
+records what it reached (density.reached_n with the reason) rather than let the OOM killer
+choose a victim. Every instance is in the run's Cleanup from its launch on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import ExitStack, nullcontext
+
+from bench.cleanup import ignore_signals_during
+from bench.collect.host import drop_caches, mem_available
+from bench.collect.processes import memory_of
+from bench.console import mib, say
+from bench.errors import RuntimeFailure
+from bench.measure import Value
+from bench.modes.base import Mode, positive, positive_ints
+from bench.params import Param
+from bench.runtimes import Limits
+from bench.spec import Cell, Step
+
+CELL = "density"
+MiB = 2**20
+IDLE_COMMAND = "sleep 86400"  # idles until the host removes it
+SETTLE_S = 2.0  # after the last READY, before memory is read: let the guests quiet down
+
+
+class BelowFloor(Exception):
+    """Starting one more instance would take the host below the memory floor."""
+
+
+class Density(Mode):
+    name = "density"
+    OPTIONS = {
+        "counts": Param(list, [1, 2, 4], "how many idle instances to start side by side, per step"),
+        "memory_floor_mib": Param(int, 2048, "stop before host MemAvailable falls below this"),
+    }
+
+    @classmethod
+    def checked(cls, options: dict) -> dict:
+        positive(options, "memory_floor_mib")
+        return {**options, "counts": positive_ints(options, "counts")}
+
+    def run(self, session) -> None:
+        scenario, counts = session.scenario, sorted(set(self.options["counts"]))
+        floor = self.options["memory_floor_mib"]
+        say(f"run {session.run_id}: density, N in {counts}, {scenario.reps} reps over "
+            f"{', '.join(spec.name for spec, _ in session.usable())}; memory floor {floor} MiB "
+            f"-> {session.out_dir}")
+        for spec, runtime in session.usable():
+            Pile(session, spec, runtime, floor).run(counts)
+
+
+class Pile:
+    """The instances of one runtime, piled up N at a time."""
+
+    def __init__(self, session, spec, runtime, floor_mib: int):
+        self.session, self.spec, self.runtime = session, spec, runtime
+        scenario = session.scenario
+        self.cell = Cell.of_mode(CELL, spec)
+        self.limits = Limits(scenario.cpus, scenario.memory_mib)
+        self.floor = floor_mib * MiB
+        # Until measured, the next instance may take all it is allowed (a VM: guest + VMM).
+        self.estimate = (scenario.memory_mib + runtime.memory_overhead_mib()) * MiB
+        self.tags = {"cpus": scenario.cpus, "memory_mib": scenario.memory_mib,
+                     "memory_floor_mib": floor_mib, **runtime.tags()}
+
+    def save(self, rep: int, tags: dict, *values: Value) -> list:
+        return self.session.save(Step(self.cell, rep, False), {**self.tags, **tags}, list(values))
+
+    def run(self, counts: list[int]) -> None:
+        reached, reason = 0, None
+        try:
+            for n in counts:
+                for rep in range(self.session.scenario.reps):
+                    self.sequential(n, rep)
+                    self.concurrent(n, rep)
+                reached = n
+        except BelowFloor as exc:
+            reason = str(exc)
+            say(f"  {self.spec.name}: stopped: {reason}")
+        except Exception as exc:  # an engine error: this runtime stops, the run goes on
+            reason = f"an instance failed: {type(exc).__name__}: {exc}"
+            self.session.fail(self.cell.name)
+            say(f"  {self.spec.name}: failed: {reason[:300]}")
+        except KeyboardInterrupt as exc:  # say how far it got, then let the run clean up
+            self.save(0, {"stop_reason": f"interrupted ({exc or 'Ctrl-C'})"},
+                      Value("density.reached_n", reached, "1"))
+            raise
+        self.save(0, {"stop_reason": reason}, Value("density.reached_n", reached, "1"))
+
+    # -- one after the other, then memory with all N up ---------------------------------
+
+    def sequential(self, n: int, rep: int) -> None:
+        drop_caches()
+        before = mem_available()
+        with ExitStack() as up:
+            instances = []
+            for k in range(1, n + 1):
+                self.check_floor(1, n, k - 1)
+                inst, ready_s, _ = self.launch_ready(up)
+                instances.append(inst)
+                self.save(rep, {"n": n, "k": k}, Value("density.kth_ready_s", ready_s, "s"))
+            time.sleep(SETTLE_S)
+            values = self.memory_values(instances, before, n)
+            self.save(rep, {"n": n}, *values)
+            shown = {v.metric: v.value for v in values}
+            say(f"  {self.spec.name} N={n} rep {rep}: per instance "
+                f"{mib(shown.get('density.mem_available_drop_per_instance_bytes'))} (MemAvailable), "
+                f"{mib(shown.get('density.pss_per_instance_bytes'))} (PSS), "
+                f"{mib(shown.get('density.cgroup_per_instance_bytes'))} (cgroup)")
+            estimate = max(v for v in (shown.get("density.mem_available_drop_per_instance_bytes"),
+                                       shown.get("density.pss_per_instance_bytes"), 0) if v)
+            if estimate:  # what was seen, with a margin, but never beyond the limit
+                self.estimate = min(self.estimate, 2 * estimate)
+        # Other processes on the host move MemAvailable too: the drift over the whole step,
+        # read once the instances are gone, says how far the first view can be trusted.
+        drop_caches()
+        self.save(rep, {"n": n}, Value("density.background_drift_bytes",
+                                       before - mem_available(), "bytes"))
+
+    @staticmethod
+    def memory_values(instances, before: int, n: int) -> list[Value]:
+        pids, working_set = set(), 0
+        for inst in instances:
+            pids |= inst.host_pids()
+            working_set += inst.cgroup.memory().working_set if inst.cgroup else 0
+        mem = memory_of(pids)
+        drop_caches()
+        after = mem_available()
+        return [
+            Value("density.mem_available_drop_per_instance_bytes", (before - after) / n, "bytes"),
+            Value("density.pss_per_instance_bytes", None if mem is None else mem.pss / n, "bytes",
+                  None if mem is not None else "no process of the instances could be read"),
+            Value("density.cgroup_per_instance_bytes", working_set / n, "bytes"),
+            Value("density.host_processes", len(pids), "1"),
+        ]
+
+    # -- all N at once -----------------------------------------------------------------
+
+    def concurrent(self, n: int, rep: int) -> None:
+        self.check_floor(n, n, 0)
+        names = [self.session.instance_name() for _ in range(n)]
+        results: list = [None] * n
+        go, entering = threading.Event(), threading.Lock()
+
+        with ExitStack() as up:
+            def start(i: int) -> None:
+                go.wait()
+                try:
+                    results[i] = self.launch_ready(up, names[i], entering)
+                except BaseException as exc:  # reported below, in the main thread
+                    results[i] = exc
+
+            threads = [threading.Thread(target=start, args=(i,), daemon=True) for i in range(n)]
+            for t in threads:
+                t.start()
+            t0 = time.monotonic()
+            go.set()
+            try:
+                for t in threads:
+                    t.join()
+            finally:
+                # A Ctrl-C lands here while threads may still be launching: let them finish,
+                # so every instance they start is held before the stack releases them.
+                ignore_signals_during(lambda: [t.join(self.session.scenario.timeout_s)
+                                               for t in threads])
+                t_end = time.monotonic()
+        failed = [r for r in results if not isinstance(r, tuple)]
+        if failed:
+            raise RuntimeFailure(f"{len(failed)} of {n} concurrent launches failed: {failed[0]}")
+        last_ready = max(r[2] for r in results)
+        self.save(rep, {"n": n}, Value("density.all_ready_s", last_ready - t0, "s"),
+                  Value("density.concurrent_ready_median_s", sorted(r[1] for r in results)[n // 2], "s"))
+        say(f"  {self.spec.name} N={n} rep {rep}: all {n} ready together in "
+            f"{last_ready - t0:.2f} s (wall {t_end - t0:.2f} s with teardown wait)")
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def launch_ready(self, up: ExitStack, name: str | None = None, entering=None):
+        """One idle instance, held by up until it closes, READY: (instance, ready seconds,
+        READY time). entering: a lock when threads share up; they launch in parallel and
+        only hand their instance over one at a time."""
+        running = self.runtime.running(IDLE_COMMAND, self.limits, name or self.session.instance_name())
+        inst = running.__enter__()  # as ExitStack.enter_context, its exit pushed below
+        with entering or nullcontext():
+            up.push(running.__exit__)
+        ready = inst.wait_ready(self.session.scenario.timeout_s)
+        return inst, ready.t - inst.t_launch, ready.t
+
+    def check_floor(self, more: int, n: int, running: int) -> None:
+        available = mem_available()
+        if available - more * self.estimate < self.floor:
+            raise BelowFloor(
+                f"N={n}: {running} instances up, MemAvailable {available / MiB:.0f} MiB; "
+                f"{more} more at up to {self.estimate / MiB:.0f} MiB each would go below the "
+                f"floor of {self.floor / MiB:.0f} MiB")

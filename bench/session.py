@@ -1,0 +1,199 @@
+"""A run: its folder, lock, cgroup, environment, cleanup, store and usable runtimes, behind
+a small public interface the modes use (record, save, fail, instance_name)."""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.cleanup import Cleanup, ignore_signals_during, signals_raise_interrupt
+from bench.collect.cgroups import Cgroup, remove_if_empty
+from bench.errors import UserError
+from bench.images import GuestImage, ensure_image
+from bench.measure import Value
+from bench.modes import MODES
+from bench.results import Record, RecordStore, host_environment, write_environment
+from bench.runtimes import KINDS, RunContext, Runtime
+from bench.spec import Cell, RuntimeSpec, Scenario, Step
+
+WORKDIR = Path("/var/tmp/cvbench")
+
+
+def run_is_live(run_id: str) -> bool:
+    """A run in progress holds an exclusive lock on its scratch folder's .lock."""
+    try:
+        with open(WORKDIR / run_id / ".lock") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+    except FileNotFoundError:
+        return False
+    except BlockingIOError:
+        return True
+
+
+def new_run_id() -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{socket.gethostname().split('.')[0]}"
+
+
+class Session:
+    def __init__(self, scenario: Scenario, out_dir: Path | None = None, report: bool = True):
+        self.scenario = scenario
+        self.run_id = new_run_id()
+        self.out_dir = Path(out_dir or Path("results") / self.run_id)
+        self.make_report = report
+        self.cleanup = Cleanup()
+        self.store = RecordStore(self.out_dir)
+        self.unusable: dict[str, str] = {}  # runtime name -> why
+        self.failed_cells: set[str] = set()
+        self.environment: dict = {}
+        self.runtimes: dict[str, Runtime] = {}
+        self.context: RunContext | None = None
+        self._seq = 0
+
+    # -- what the modes use -------------------------------------------------------------
+
+    @property
+    def host(self) -> dict:
+        """environment.json's host: kernel, boot id, host shape..."""
+        return self.environment["host"]
+
+    @property
+    def image(self) -> GuestImage:
+        return self.context.image
+
+    @property
+    def workdir(self) -> Path:
+        """The run's scratch folder, removed at its end."""
+        return self.context.workdir
+
+    def usable(self) -> list[tuple[RuntimeSpec, Runtime]]:
+        """The scenario's runtimes that can run here, in its order."""
+        return [(spec, self.runtimes[spec.name]) for spec in self.scenario.runtimes
+                if spec.name in self.runtimes]
+
+    def instance_name(self) -> str:
+        """A name no other instance of any run has: engines and cleanup find it by that."""
+        self._seq += 1
+        return f"cvbench-{self.run_id.lower()}-{self._seq}"
+
+    def record(self, step: Step, tags: dict, value: Value) -> Record:
+        cell = step.cell
+        return Record(run=self.run_id, scenario=self.scenario.name, cell=cell.name,
+                      workload=cell.workload.name, runtime=cell.runtime.name, kind=cell.runtime.kind,
+                      rep=step.rep, warmup=step.warmup, metric=value.metric, value=value.value,
+                      unit=value.unit, t=time.time(), image=self.image.digest,
+                      tags={**tags, **value.tags}, error=value.error)
+
+    def save(self, step: Step, tags: dict, values: list[Value]) -> list[Record]:
+        """Make records of values and store them at once (flushed: nothing lost)."""
+        records = [self.record(step, tags, value) for value in values]
+        self.store.append(records)
+        return records
+
+    def fail(self, cell: str) -> None:
+        """Mark a cell failed: the run's exit code says so."""
+        self.failed_cells.add(cell)
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Exit code: 0 all measured, 1 some cells failed, 2 some runtimes unusable, 130 interrupted."""
+        if self.out_dir.exists() and any(self.out_dir.iterdir()):
+            raise UserError(f"{self.out_dir} already holds files",
+                            fix="choose another --out, or remove that folder")
+        interrupted = False
+        with signals_raise_interrupt():
+            try:
+                self.open()
+                MODES[self.scenario.mode](self.scenario.mode_options).run(self)
+            except KeyboardInterrupt as exc:
+                interrupted = True
+                print(f"\ninterrupted ({exc or 'Ctrl-C'}): cleaning up; "
+                      f"{self.store.count} records kept in {self.store.path}", file=sys.stderr)
+            finally:
+                self.close(interrupted)
+        if self.make_report and self.store.count:
+            from bench.report import build_report
+
+            print(f"report: {build_report(self.out_dir)}")
+        if interrupted:
+            return 130
+        if self.unusable:
+            for name, why in self.unusable.items():
+                print(f"runtime {name} was not usable: {why}", file=sys.stderr)
+            return 2
+        return 1 if self.failed_cells else 0
+
+    def open(self) -> None:
+        """Image, scratch folder, run cgroup, usable runtimes, environment.json."""
+        image = ensure_image()
+        workdir = WORKDIR / self.run_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.cleanup.add("scratch folder", lambda: shutil.rmtree(workdir, ignore_errors=True))
+        lock = open(workdir / ".lock", "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)  # tells doctor --clean this run is alive
+        self.cleanup.add("run lock", lock.close)
+        run_cgroup = Cgroup.create(f"cvbench/{self.run_id}")
+        self.cleanup.add("run cgroup", lambda: (run_cgroup.remove(), remove_if_empty("cvbench")))
+        self.context = RunContext(self.run_id, image, self.cleanup, workdir)
+        self.environment = {
+            "run": self.run_id, "scenario": self.scenario.name,
+            "scenario_path": self.scenario.path, "scenario_text": self.scenario.text,
+            "quick": self.scenario.quick, "started": time.time(), "host": host_environment(),
+            "image": {"key": image.key, "digest": image.digest, "kernel_release": image.kernel_release},
+        }
+        self.runtimes = self._usable_runtimes()
+        self.environment["runtimes"] = {name: rt.describe() for name, rt in self.runtimes.items()}
+        self.environment["unusable_runtimes"] = self.unusable
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        write_environment(self.out_dir, self.environment)
+        self._record_unusable()
+
+    def close(self, interrupted: bool = False) -> None:
+        """Release everything the run holds; environment.json gets the end state."""
+        ignore_signals_during(self._clean)
+        if self.environment and self.out_dir.exists():
+            self.environment.update(finished=time.time(), interrupted=interrupted,
+                                    records=self.store.count)
+            write_environment(self.out_dir, self.environment)
+
+    def _clean(self) -> None:
+        self.store.close()
+        for failure in self.cleanup.run_all():
+            print(f"cleanup: {failure}", file=sys.stderr)
+        for runtime in self.runtimes.values():
+            runtime.sweep()
+
+    def _usable_runtimes(self) -> dict[str, Runtime]:
+        usable = {}
+        for spec in self.scenario.runtimes:
+            runtime = KINDS[spec.kind](spec.name, spec.options, self.context)
+            try:
+                runtime.check()
+                runtime.prepare()
+                usable[spec.name] = runtime
+            except Exception as exc:  # UserError says the fix; anything else is a bug report
+                self.unusable[spec.name] = str(exc) if isinstance(exc, UserError) else repr(exc)
+                print(f"runtime {spec.name}: {exc}", file=sys.stderr)
+        if not usable or (self.unusable and not self.scenario.allow_partial):
+            why = "; ".join(f"{n}: {w}" for n, w in self.unusable.items())
+            raise UserError(f"cannot run {self.scenario.path}: {why}")
+        return usable
+
+    def _record_unusable(self) -> None:
+        """A runtime that cannot run here still leaves a trace per cell: never silently dropped."""
+        for spec in self.scenario.runtimes:
+            if spec.name in self.unusable:
+                # a mode that builds its own guest commands has one cell named after it
+                cells = ([Cell(w, spec) for w in self.scenario.workloads]
+                         or [Cell.of_mode(self.scenario.mode, spec)])
+                for cell in cells:
+                    self.fail(cell.name)
+                    self.save(Step(cell, 0, False), {},
+                              [Value("startup.ready_s", None, "s", self.unusable[spec.name])])

@@ -219,7 +219,4 @@ def workload_values(workload: Workload, output: str, code: int,
 def measure_step(session, step: Step, tags: dict | None = None) -> list:
     """One instance of a cell, measured and stored; the cell marked failed if it did."""
     runtime = session.runtimes[step.cell.runtime.name]
-    instance_tags, outcome = measure_cell(session, runtime, step, tags or {})
-    if outcome.failed:
-        session.fail(step.cell.name)
-    return session.save(step, instance_tags, outcome.values)
+    return session.keep(step, *measure_cell(session, runtime, step, tags or {}))

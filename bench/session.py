@@ -96,6 +96,12 @@ class Session:
         self.store.append(records)
         return records
 
+    def keep(self, step: Step, tags: dict, outcome) -> list[Record]:
+        """Store what one instance gave (a measure.Outcome); its cell fails if it did."""
+        if outcome.failed:
+            self.fail(step.cell.name)
+        return self.save(step, tags, outcome.values)
+
     def fail(self, cell: str) -> None:
         """Mark a cell failed: the run's exit code says so."""
         self.failed_cells.add(cell)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.hostsetup import write_oci_runtimes
+from bench.runtimes.dockerd import write_oci_runtimes
 from bench.images import CACHE, GuestImage, cache_entry, du_mib, ensure_image, run_step
 
 FORMAT = 1  # bump when the layout or the files written into the lab change

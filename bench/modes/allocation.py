@@ -62,9 +62,7 @@ class Allocation(Mode):
                 for spec, runtime in usable:
                     step = Step(Cell.of_mode(CELL, spec), rep, False)
                     tags, outcome = one_instance(session, runtime, size, self.options["touch_mib"])
-                    if outcome.failed:
-                        session.fail(step.cell.name)
-                    session.save(step, tags, outcome.values)
+                    session.keep(step, tags, outcome)
                     shown = {(v.metric, v.tags.get("phase")): v.value for v in outcome.values}
                     errors = [v.error for v in outcome.values if v.error]
                     idle = shown.get(("alloc.pss_bytes", "idle"))

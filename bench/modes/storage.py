@@ -106,9 +106,7 @@ class Storage(Mode):
             for spec, runtime in usable:
                 step = Step(Cell.of_mode(CELL, spec), rep, False)
                 instance_tags, outcome = one_instance(session, runtime, guest_path, dict(tags))
-                if outcome.failed:
-                    session.fail(step.cell.name)
-                session.save(step, instance_tags, outcome.values)
+                session.keep(step, instance_tags, outcome)
                 shown = {v.metric: v.value for v in outcome.values}
                 errors = [v.error for v in outcome.values if v.error]
                 say(f"  {spec.name} rep {rep}: " + (

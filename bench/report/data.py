@@ -12,8 +12,9 @@ from bench.stats import MIN_N_FOR_CI
 
 MiB = 2**20
 
-# What a startup phase measures, every kind's in the order it happens (DESIGN.md §5.3).
-PHASES = {metric: label for kind in KINDS.values() for metric, label in kind.traits.phases}
+def phases() -> dict[str, str]:
+    """What each startup phase measures, every kind's, in the order it happens (DESIGN.md §5.3)."""
+    return {metric: label for kind in KINDS.values() for metric, label in kind.traits.phases}
 
 
 def sequential_phases(kind: str) -> tuple[str, ...]:

@@ -202,8 +202,8 @@ def _container_vs_vm_verdict(claim: str, frame: pd.DataFrame, rows: pd.DataFrame
     comparisons = [_compare(_values(rows, container), _values(rows, vm),
                             runtime_label(container, emulated), runtime_label(vm, emulated),
                             metric, workload)
-                   for container in _runtimes_of(rows, CONTAINER)
-                   for vm in _runtimes_of(rows, VM)]
+                   for container in runtimes_on_side(rows, CONTAINER)
+                   for vm in runtimes_on_side(rows, VM)]
     if not comparisons:
         return _not_measured(claim, rows, metric, workload, not_measured_hint)
     below = [c for c in comparisons if c.ratio.ci_high < 1]
@@ -221,7 +221,7 @@ def _container_vs_vm_verdict(claim: str, frame: pd.DataFrame, rows: pd.DataFrame
         unclear = [c for c in comparisons if c not in below]
         status, reason = INCONCLUSIVE, (f"measured, but the 95% CI of the ratio includes 1 (no "
                                         f"difference shown) for {_pairs(unclear)}.")
-    left_out = [r for r in _runtimes_of(frame, CONTAINER) + _runtimes_of(frame, VM)
+    left_out = [r for r in runtimes_on_side(frame, CONTAINER) + runtimes_on_side(frame, VM)
                 if r not in set(rows["runtime"])]
     notes = tuple(f"{r}: no {metric} value on {workload}" for r in left_out)
     smallest = min(min(c.n, c.reference_n) for c in comparisons)
@@ -230,7 +230,7 @@ def _container_vs_vm_verdict(claim: str, frame: pd.DataFrame, rows: pd.DataFrame
 
 
 def _not_measured(claim: str, rows: pd.DataFrame, metric: str, where: str, hint: str) -> Verdict:
-    sides = [side for side in (CONTAINER, VM) if not _runtimes_of(rows, side)] \
+    sides = [side for side in (CONTAINER, VM) if not runtimes_on_side(rows, side)] \
         or ["container and VM"]
     return Verdict(claim, NOT_MEASURED, f"not measured: no {' or '.join(sides)} value of "
                    f"{metric} on {where} in this run; {hint}.")
@@ -349,8 +349,8 @@ def allocation_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
     rows = rows[(rows["workload"] == memory_workload(rows)) & rows["tag.memory_mib"].notna()]
     sizes = {r: sorted(set(mibs)) for r, mibs in rows.groupby("runtime")["tag.memory_mib"]}
     varied = {r: s for r, s in sizes.items() if len(s) > 1}
-    containers = [r for r in _runtimes_of(rows, CONTAINER) if r in varied]
-    vms = [r for r in _runtimes_of(rows, VM) if r in varied]
+    containers = [r for r in runtimes_on_side(rows, CONTAINER) if r in varied]
+    vms = [r for r in runtimes_on_side(rows, VM) if r in varied]
     if not containers or not vms:
         return not_measured
     growth = {r: _growth(rows, r, varied[r], emulated) for r in containers + vms}
@@ -386,8 +386,8 @@ def _retained_verdict(claim: str, rows: pd.DataFrame, emulated: set[str]) -> Ver
                 (after["tag.touch_mib"].astype(float) * MiB)).dropna()
     per_runtime = {r: retained.xs(r, level="runtime").to_numpy(float)
                    for r in in_order(rows["runtime"]) if r in retained.index.get_level_values(0)}
-    containers = [r for r in _runtimes_of(rows, CONTAINER) if r in per_runtime]
-    vms = [r for r in _runtimes_of(rows, VM) if r in per_runtime]
+    containers = [r for r in runtimes_on_side(rows, CONTAINER) if r in per_runtime]
+    vms = [r for r in runtimes_on_side(rows, VM) if r in per_runtime]
     if not containers or not vms:
         return None
     summaries = {r: stats.summary(v) for r, v in per_runtime.items()}
@@ -484,7 +484,7 @@ def storage_verdict(frame: pd.DataFrame) -> Verdict:
     disk = _metric_rows(frame, "storage.instance_disk_bytes")
     first = _metric_rows(frame, "storage.first_write_s")
     second = _metric_rows(frame, "storage.second_write_s")
-    containers = [r for r in _runtimes_of(first, CONTAINER) if r in set(second["runtime"])]
+    containers = [r for r in runtimes_on_side(first, CONTAINER) if r in set(second["runtime"])]
     if disk.empty or not containers:
         return Verdict(claim, NOT_MEASURED, hint if disk.empty else
                        "not measured: no container completed the first/second write test "
@@ -502,7 +502,7 @@ def storage_verdict(frame: pd.DataFrame) -> Verdict:
             shared = False
     after = _metric_rows(frame, "storage.instance_disk_after_write_bytes")
     comparisons = []
-    for runtime in containers + [r for r in _runtimes_of(first, VM)
+    for runtime in containers + [r for r in runtimes_on_side(first, VM)
                                  if r in set(second["runtime"])]:
         comparisons.append(_compare(_values(first, runtime), _values(second, runtime),
                                     f"{runtime} first write", f"{runtime} second write",
@@ -567,13 +567,13 @@ def _side(kind: str) -> str | None:
     return traits.side if traits else None
 
 
-def _runtimes_of(rows: pd.DataFrame, side: str) -> list[str]:
+def runtimes_on_side(rows: pd.DataFrame, side: str) -> list[str]:
     """The runtimes of the rows on one side of the claims (CONTAINER or VM), in run order."""
     return in_order(rows.loc[rows["kind"].map(_side) == side, "runtime"]) if not rows.empty else []
 
 
 def _both_sides_have(rows: pd.DataFrame) -> bool:
-    return bool(_runtimes_of(rows, CONTAINER)) and bool(_runtimes_of(rows, VM))
+    return bool(runtimes_on_side(rows, CONTAINER)) and bool(runtimes_on_side(rows, VM))
 
 
 def _first_tag(rows: pd.DataFrame, name: str):
@@ -584,7 +584,7 @@ def _first_tag(rows: pd.DataFrame, name: str):
 
 def _vm_emulated(rows: pd.DataFrame, emulated: set[str]) -> bool:
     """Whether one of the VMs in rows ran under emulation."""
-    return bool(emulated & set(_runtimes_of(rows, VM)))
+    return bool(emulated & set(runtimes_on_side(rows, VM)))
 
 
 def _settled(verdict: Verdict, smallest_n: int, vm_emulated: bool) -> Verdict:

@@ -108,6 +108,8 @@ class Runtime(ABC):
     OPTIONS: ClassVar[dict[str, Param]] = {}
     # cvbench doctor: what this kind needs of the host, per variant shown (check names)
     HOST_NEEDS: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # Debian package -> a program it provides, installed by `python -m bench.hostsetup`
+    PACKAGES: ClassVar[dict[str, str]] = {}
     # An engine that spends CPU for instances outside their cgroups (docker); None where
     # everything an instance costs runs inside its cgroup (native; QEMU, slirp included)
     engine: "EngineCpu | None" = None
@@ -134,6 +136,10 @@ class Runtime(ABC):
     def traits_for(cls, options: dict) -> Traits:
         """The traits of a runtime of this kind with these options (or a record's tags)."""
         return cls.traits
+
+    @classmethod
+    def set_up_host(cls) -> None:
+        """After its packages are installed: what else the host needs (start a daemon)."""
 
     @classmethod
     def usable_as(cls, checks_ok: dict[str, bool]) -> str:

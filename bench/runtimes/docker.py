@@ -19,6 +19,7 @@ from bench.errors import RuntimeFailure, UserError
 from bench.images import ensure_docker_image
 from bench.params import Param
 from bench.runtimes.base import Instance, Limits, Runtime, Traits, command_version
+from bench.runtimes.dockerd import ensure_engine
 from bench.runtimes.gvisor import platform_of
 from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
 
@@ -88,6 +89,7 @@ class DockerRuntime(Runtime):
                     disk_layer="overlay2 upper dir")
     HOST_NEEDS = {"docker runc": ("root", "cgroups", "guest image", "docker"),
                   "docker runsc (gVisor)": ("root", "cgroups", "guest image", "docker", "runsc")}
+    PACKAGES = {"docker.io": "dockerd", "runsc": "runsc", "crun": "crun"}
     OPTIONS = {
         "oci_runtime": Param(str, "runc", "OCI runtime registered with the engine (runc, runsc, ...)"),
         "network": Param(str, "none", "Docker network mode", choices=("none", "bridge", "host")),
@@ -101,6 +103,10 @@ class DockerRuntime(Runtime):
                                    "network (empty: oci_runtime); runsc-host is runsc with "
                                    "--network=host"),
     }
+
+    @classmethod
+    def set_up_host(cls) -> None:
+        ensure_engine()
 
     @classmethod
     def traits_for(cls, options: dict) -> Traits:

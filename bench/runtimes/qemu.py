@@ -76,6 +76,7 @@ class QemuRuntime(Runtime):
                     disk_layer="qcow2 overlay")
     HOST_NEEDS = {"qemu": ("root", "cgroups", "guest image", "mke2fs", "qemu-system-x86_64",
                            "qemu-img")}
+    PACKAGES = {"qemu-system-x86": QEMU, "qemu-utils": "qemu-img"}
     OPTIONS = {
         "machine": Param(str, "pc", "QEMU machine type", choices=("pc", "microvm")),
         "accel": Param(str, "auto", "kvm, tcg (emulation) or auto: probe KVM, fall back to TCG",

@@ -17,7 +17,7 @@ import time
 from bench.collect.processes import memory_of
 from bench.console import say
 from bench.measure import attempt
-from bench.modes.base import Mode, positive, positive_ints
+from bench.modes.base import Mode, positive_ints
 from bench.params import Param
 from bench.runtimes import Limits
 from bench.spec import Cell, Step
@@ -49,7 +49,6 @@ class Allocation(Mode):
 
     @classmethod
     def checked(cls, options: dict) -> dict:
-        positive(options, "touch_mib")
         return {**options, "memory_sizes_mib": positive_ints(options, "memory_sizes_mib")}
 
     def run(self, session) -> None:

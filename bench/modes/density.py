@@ -27,7 +27,7 @@ from bench.collect.processes import memory_of
 from bench.console import mib, say
 from bench.errors import RuntimeFailure
 from bench.measure import Value
-from bench.modes.base import Mode, positive, positive_ints
+from bench.modes.base import Mode, positive_ints
 from bench.params import Param
 from bench.runtimes import Limits
 from bench.spec import Cell, Step
@@ -51,7 +51,6 @@ class Density(Mode):
 
     @classmethod
     def checked(cls, options: dict) -> dict:
-        positive(options, "memory_floor_mib")
         return {**options, "counts": positive_ints(options, "counts")}
 
     def run(self, session) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench.cleanup import Cleanup, ignore_signals_during, signals_raise_interrupt
 from bench.collect.cgroups import Cgroup, remove_if_empty
+from bench.console import say
 from bench.errors import UserError
 from bench.images import GuestImage, ensure_image
 from bench.measure import Value
@@ -76,6 +77,12 @@ class Session:
         """The scenario's runtimes that can run here, in its order."""
         return [(spec, self.runtimes[spec.name]) for spec in self.scenario.runtimes
                 if spec.name in self.runtimes]
+
+    def announce(self, what: str) -> None:
+        """The line a run opens with, the same for every mode: what it will do, and where."""
+        runtimes = ", ".join(spec.name for spec, _ in self.usable())
+        say(f"run {self.run_id}: {self.scenario.name} ({self.scenario.mode}), {what}; "
+            f"{self.scenario.reps} reps over {runtimes} -> {self.out_dir}")
 
     def instance_name(self) -> str:
         """A name no other instance of any run has: engines and cleanup find it by that."""

@@ -54,8 +54,7 @@ class Allocation(Mode):
     def run(self, session) -> None:
         scenario, sizes = session.scenario, self.options["memory_sizes_mib"]
         usable = session.usable()
-        say(f"run {session.run_id}: allocation, sizes {list(sizes)} MiB, {scenario.reps} reps over "
-            f"{', '.join(spec.name for spec, _ in usable)} -> {session.out_dir}")
+        session.announce(f"sizes {list(sizes)} MiB")
         for rep in range(scenario.reps):
             for size in sizes:
                 for spec, runtime in usable:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.console import progress_bar, say, summary_line
+from bench.console import progress_bar, summary_line
 from bench.measure import measure_step
 from bench.modes.base import Mode
 from bench.spec import Cell, Scenario, Step
@@ -28,8 +28,7 @@ class Cells(Mode):
 
     def run(self, session) -> None:
         steps = [s for s in plan(session.scenario) if s.cell.runtime.name in session.runtimes]
-        say(f"run {session.run_id}: {len(steps)} instances of {session.scenario.name} "
-            f"-> {session.out_dir}")
+        session.announce(f"{len(steps)} instances")
         with progress_bar(len(steps)) as bar:
             for step in steps:
                 bar.start(step.label())

@@ -54,11 +54,9 @@ class Density(Mode):
         return {**options, "counts": positive_ints(options, "counts")}
 
     def run(self, session) -> None:
-        scenario, counts = session.scenario, sorted(set(self.options["counts"]))
+        counts = sorted(set(self.options["counts"]))
         floor = self.options["memory_floor_mib"]
-        say(f"run {session.run_id}: density, N in {counts}, {scenario.reps} reps over "
-            f"{', '.join(spec.name for spec, _ in session.usable())}; memory floor {floor} MiB "
-            f"-> {session.out_dir}")
+        session.announce(f"N in {counts}, memory floor {floor} MiB")
         for spec, runtime in session.usable():
             Pile(session, spec, runtime, floor).run(counts)
 

@@ -67,9 +67,8 @@ class Isolation(Mode):
         usable = session.usable()
         rounds = scenario.warmup + scenario.reps
         total = rounds * len(usable) * len(aggressors) * len(scenario.workloads)
-        say(f"run {session.run_id}: isolation, victims {', '.join(w.name for w in scenario.workloads)}"
-            f" beside {', '.join(aggressors)}; {scenario.reps} reps over "
-            f"{', '.join(spec.name for spec, _ in usable)} -> {session.out_dir}")
+        session.announce(f"victims {', '.join(w.name for w in scenario.workloads)} beside "
+                         f"{', '.join(aggressors)}")
         with progress_bar(total) as bar:
             try:
                 for rep in range(rounds):

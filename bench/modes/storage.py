@@ -93,9 +93,7 @@ class Storage(Mode):
         scenario, image = session.scenario, session.image
         guest_path, file_bytes = largest_file(image.root)
         usable = session.usable()
-        say(f"run {session.run_id}: storage, {scenario.reps} reps over "
-            f"{', '.join(spec.name for spec, _ in usable)}; first/second write into {guest_path} "
-            f"({file_bytes / 2**20:.1f} MiB) -> {session.out_dir}")
+        session.announce(f"first/second write into {guest_path} ({file_bytes / 2**20:.1f} MiB)")
         tags = {"cpus": scenario.cpus, "memory_mib": scenario.memory_mib,
                 "write_file": guest_path, "write_file_bytes": file_bytes,
                 "image_disk_bytes": du_bytes(image.disk)}

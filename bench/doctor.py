@@ -112,15 +112,16 @@ def check_kvm() -> Check:
 
 
 def checks() -> list[Check]:
-    return [
-        check_root(), check_cgroups(),
-        check_image(),
-        _which("mke2fs", "e2fsprogs", "the VM disk"),
-        check_docker(), check_runsc(),
-        _which("qemu-system-x86_64", "qemu-system-x86", "VMs"),
-        _which("qemu-img", "qemu-utils", "per-VM copy-on-write overlays"),
-        check_kvm(),
-    ]
+    from bench.runtimes import KINDS
+
+    found = [check_root(), check_cgroups(), check_image(),
+             _which("mke2fs", "e2fsprogs", "the VM disk"), check_docker(), check_runsc()]
+    # every other program a runtime kind installs: is it here
+    for kind in KINDS.values():
+        for package, program in kind.PACKAGES.items():
+            if program not in {c.name for c in found} and program != "dockerd":
+                found.append(_which(program, package, f"the {kind.kind} runtime"))
+    return [*found, check_kvm()]
 
 
 def runtime_lines(results: list[Check]) -> list[str]:

@@ -4,10 +4,11 @@ one line below."""
 from bench.runtimes.base import Instance, Limits, RunContext, Runtime, Traits
 from bench.runtimes.docker import DockerRuntime
 from bench.runtimes.native import NativeRuntime
+from bench.runtimes.oci import OciRuntime
 from bench.runtimes.qemu import QemuRuntime
 
 KINDS: dict[str, type[Runtime]] = {
-    cls.kind: cls for cls in (NativeRuntime, DockerRuntime, QemuRuntime)
+    cls.kind: cls for cls in (NativeRuntime, DockerRuntime, OciRuntime, QemuRuntime)
 }
 
 

@@ -7,7 +7,7 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -45,6 +45,19 @@ class Traits:
     def side(self) -> str | None:
         """Which side of the container/VM claims it stands on, if any."""
         return {"container": "container", "sandbox": "container", "vm": "VM"}.get(self.isolation)
+
+
+# OCI runtimes that put a kernel of their own under the container by design: gVisor's
+# Sentry, Kata's guest VM. A container of any other OCI runtime runs on the host's kernel.
+OWN_KERNEL_OCI_RUNTIMES = ("runsc", "kata")
+
+
+def on_own_kernel(traits: Traits, oci_runtime: str | None) -> Traits:
+    """A container kind's traits for the OCI runtime it runs: a sandbox on a kernel of its
+    own for gVisor or Kata, else the kind's own."""
+    if str(oci_runtime or "runc").startswith(OWN_KERNEL_OCI_RUNTIMES):
+        return replace(traits, isolation="sandbox", shares_host_kernel=False)
+    return traits
 
 
 @dataclass

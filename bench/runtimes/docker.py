@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.agent import AGENT_PATH, LineReader
@@ -18,15 +18,12 @@ from bench.collect.processes import find_ancestor, find_by_cmdline
 from bench.errors import RuntimeFailure, UserError
 from bench.images import ensure_docker_image
 from bench.params import Param
-from bench.runtimes.base import Instance, Limits, Runtime, Traits, command_version
+from bench.runtimes.base import Instance, Limits, Runtime, Traits, command_version, on_own_kernel
 from bench.runtimes.dockerd import ensure_engine
 from bench.runtimes.gvisor import platform_of
 from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
 
 RUN_LABEL = "cvbench.run"
-# OCI runtimes that put a kernel of their own under the container by design: gVisor's
-# Sentry, Kata's guest VM. A container of any other OCI runtime runs on the host's kernel.
-OWN_KERNEL_OCI_RUNTIMES = ("runsc", "kata")
 
 
 def docker_client():
@@ -111,9 +108,7 @@ class DockerRuntime(Runtime):
     @classmethod
     def traits_for(cls, options: dict) -> Traits:
         # gVisor's guest uptime is not a phase of its own: its sandbox boots inside docker start
-        if str(options.get("oci_runtime") or "runc").startswith(OWN_KERNEL_OCI_RUNTIMES):
-            return replace(cls.traits, isolation="sandbox", shares_host_kernel=False)
-        return cls.traits
+        return on_own_kernel(cls.traits, options.get("oci_runtime"))
 
     def check(self) -> None:
         self.client = docker_client()

@@ -1,0 +1,211 @@
+"""oci: an OCI runtime (runc, runsc, crun) run directly on a bundle, with no engine: the
+floor under Docker and Podman.
+
+The bundle's root is an overlay of the guest image (read-only, shared) under a writable
+upper folder of the instance's own, as Docker's overlay2 makes it; the overlay is mounted
+in a private mount namespace, so it goes away with the runtime process. The instance's
+cgroup holds the limits, the same code as native's; below it the OCI runtime's own process
+(`runc run`, which waits for the container) and the container each have a cgroup, so
+everything the instance costs is counted in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.agent import AGENT_PATH, LineReader
+from bench.collect.cgroups import Cgroup, cgroup_version
+from bench.collect.host import du_bytes
+from bench.errors import UserError
+from bench.params import Param
+from bench.runtimes.base import (MiB, Limits, ProcessInstance, Runtime, Traits, command_version,
+                                 on_own_kernel, pipe_chunks, spawn)
+from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
+
+# What Docker grants a container by default: the same privileges as the docker runtime's.
+CAPABILITIES = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+                "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+                "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+# Mount the overlay, then become the OCI runtime: $0 image root, $1 bundle, then the argv.
+_OVERLAY = ('mount -t overlay overlay -o "lowerdir=$0,upperdir=$1/upper,workdir=$1/work" '
+            '"$1/rootfs" && shift && exec "$@"')
+
+
+@dataclass
+class OciInstance(ProcessInstance):
+    control: list[str] | None = None  # the OCI runtime with its global flags
+    upper: Path | None = None  # the instance's writable layer
+
+    def close(self) -> None:
+        if self.control is not None:
+            # The runtime process waits for the container; killing it alone would orphan it
+            for verb in (["kill", self.name, "KILL"], ["delete", "--force", self.name]):
+                subprocess.run([*self.control, *verb], capture_output=True, timeout=30)
+            if self.process is not None:
+                try:
+                    self.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+        super().close()
+
+
+def bundle_config(command: str, instance: str, cgroups_path: str, network: bool,
+                  volume: Path | None) -> dict:
+    """config.json of an instance: the agent with the command, the namespaces Docker gives a
+    container (a network namespace only when not on the host's network), no resources (the
+    instance's cgroup above it holds the limits)."""
+    mounts = [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+    ]
+    if volume is not None:
+        mounts.append({"destination": DISK_DIRS["volume"], "type": "bind", "source": str(volume),
+                       "options": ["rbind", "rw"]})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", *(["network"] if network else []))]
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False, "user": {"uid": 0, "gid": 0}, "args": [AGENT_PATH, command],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "cwd": "/", "capabilities": {key: CAPABILITIES for key in ("bounding", "effective",
+                                                                      "permitted")},
+            # the open-file limits cvbench has, which a native instance inherits
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": soft, "hard": hard}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": False},
+        "hostname": instance[-63:],
+        "mounts": mounts,
+        "linux": {
+            "cgroupsPath": cgroups_path,
+            "namespaces": namespaces,
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                            "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                              "/proc/sysrq-trigger"],
+        },
+    }
+
+
+class OciRuntime(Runtime):
+    kind = "oci"
+    traits = Traits("container", shares_host_kernel=True,
+                    phases=(("startup.spawn_s", "process spawn"),),
+                    disk_layer="overlayfs upper dir")
+    OPTIONS = {
+        "oci_runtime": Param(str, "runc", "the OCI runtime run on the bundle",
+                             choices=("runc", "runsc", "crun")),
+        "network": Param(str, "none", "none: a network namespace of its own (loopback only); "
+                         "host: the host's network", choices=("none", "host")),
+        "serve_network": Param(str, "host", "network for workloads the host connects to (none: "
+                               "such workloads are skipped)", choices=("none", "host")),
+        "runsc_platform": Param(str, "ptrace", "gVisor's platform (runsc only)"),
+    }
+    HOST_NEEDS = {"oci runc": ("root", "cgroups", "guest image", "runc"),
+                  "oci runsc (gVisor)": ("root", "cgroups", "guest image", "runsc")}
+    PACKAGES = {"runc": "runc", "runsc": "runsc"}
+
+    @classmethod
+    def traits_for(cls, options: dict) -> Traits:
+        return on_own_kernel(cls.traits, options.get("oci_runtime"))
+
+    def check(self) -> None:
+        oci = self.options["oci_runtime"]
+        self.binary = shutil.which(oci) or (f"/usr/sbin/{oci}" if Path(f"/usr/sbin/{oci}").exists()
+                                            else None)
+        if self.binary is None:
+            raise UserError(f"oci: {oci} not found", fix=f"apt-get install {oci}")
+        if oci == "crun" and cgroup_version() == 1 and Path("/sys/fs/cgroup/unified").exists():
+            raise UserError("oci: crun does not run on a hybrid cgroup v1 host (\"cgroups in "
+                            "hybrid mode not supported\")",
+                            fix="boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2)")
+
+    def control(self, instance: str, network: str) -> list[str]:
+        """The OCI runtime with its global flags: a state folder of the instance's own."""
+        argv = [self.binary, "--root", str(self.context.workdir / f"{instance}-state")]
+        if self.options["oci_runtime"] == "runsc":
+            argv += [f"--platform={self.options['runsc_platform']}", f"--network={network}"]
+        return argv
+
+    def _network(self, needs: Needs) -> str:
+        return ("host" if needs.direct_net else self.options["serve_network"]) if needs.serves \
+            else self.options["network"]
+
+    def unsupported(self, needs: Needs) -> str | None:
+        if needs.serves and self._network(needs) == "none":
+            return (f"runtime {self.name} has serve_network = \"none\" (no path from the host "
+                    "into the container)")
+        return None
+
+    def net_path(self, needs: Needs) -> str:
+        return "host network, 127.0.0.1"
+
+    def tags(self) -> dict:
+        tags = {"oci_runtime": self.options["oci_runtime"], "network": self.options["network"]}
+        if self.options["oci_runtime"] == "runsc":
+            tags["gvisor_platform"] = self.options["runsc_platform"]
+        return tags
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, **self.options, "binary": self.binary,
+                "runtime_version": command_version([self.binary, "--version"])}
+
+    def instance_disk(self, inst: OciInstance) -> int:
+        """Its writable layer, the overlay's upper folder."""
+        return du_bytes(inst.upper)
+
+    def launch(self, command: str, limits: Limits, instance: str, needs: Needs = NO_NEEDS,
+               port: int | None = None) -> OciInstance:
+        t0 = time.monotonic()
+        relpath = self.context.cgroup_path(instance)
+        cgroup = Cgroup.create(relpath, limits.cpus, limits.memory_mib * MiB, limits.pids)
+        inst = self._register(OciInstance(name=instance, t_launch=t0, cgroup=cgroup))
+        with self._launching(inst):
+            network = self._network(needs)
+            bundle = self.context.workdir / f"{instance}-bundle"
+            for folder in (bundle / "upper", bundle / "work", bundle / "rootfs"):
+                folder.mkdir(parents=True)
+            inst.scratch += [bundle, self.context.workdir / f"{instance}-state"]
+            inst.upper = bundle / "upper"
+            volume = None
+            if needs.volume_mib:
+                volume = self.context.workdir / f"{instance}-volume"
+                volume.mkdir()
+                inst.scratch.append(volume)
+                inst.tags["disk_backing"] = "host folder (bind mount)"
+            elif needs.scratch:
+                inst.tags["disk_backing"] = "container writable layer"
+            if needs.serves:
+                inst.tags["network"] = network
+            config = bundle_config(command, instance, f"/{relpath}/container", network == "none",
+                                   volume)
+            (bundle / "config.json").write_text(json.dumps(config))
+            inst.control = self.control(instance, network)
+            # The runtime process waits in a cgroup beside the container's, inside the instance's
+            runner = Cgroup.create(f"{relpath}/runtime")
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _OVERLAY,
+                    str(self.context.image.root), str(bundle),
+                    *inst.control, "run", "--bundle", str(bundle), instance]
+            inst.process = spawn(runner.enter_argv(argv))
+            inst.lines = LineReader(pipe_chunks(inst.process), instance)
+            inst.phases["startup.spawn_s"] = time.monotonic() - t0
+        return inst

@@ -42,11 +42,20 @@ def container_ids(run_id: str, running_only: bool = False) -> list[str]:
     return subprocess.run(argv, capture_output=True, text=True).stdout.split()
 
 
+def oci_pids(run_id: str) -> list[int]:
+    """OCI runtime processes (runc, runsc) of this run: their state folder is in its scratch."""
+    state = str(WORKDIR / run_id)
+    return [proc.pid for proc in psutil.process_iter(["cmdline"])
+            if any(arg.startswith(state) for arg in proc.info["cmdline"] or [])
+            and proc.pid != os.getpid()]
+
+
 def leftovers(run_id: str) -> list[str]:
     """Everything a run could leave behind; empty when it cleaned up."""
     found = []
     found += [f"container {c}" for c in container_ids(run_id)]
     found += [f"qemu pid {pid}" for pid in vm_pids(run_id)]
+    found += [f"oci runtime pid {pid}" for pid in oci_pids(run_id)]
     bases = [ROOT / "cvbench"] if cgroup_version() == 2 else [ROOT / c / "cvbench" for c in V1_CONTROLLERS]
     found += [f"cgroup {b / run_id}" for b in bases if (b / run_id).exists()]
     found += [f"tap device {tap}" for tap in tap_devices()]

@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench import stats
-from bench.compare import direction
+from bench.metrics import LOWER, lookup
 from bench.report.data import in_order, interval, measured, runtime_label
 from bench.report.overhead import main_metrics, skipped
 from bench.results import aggressor_column
@@ -58,7 +58,7 @@ def losses(frame: pd.DataFrame) -> list[Loss]:
         mine = rows[(rows["workload"] == victim) & (rows["metric"] == metric)]
         if not aggressor[mine.index].ne("").any():
             continue
-        higher_is_better = direction(metric) != -1
+        higher_is_better = lookup(metric).better != LOWER
         for runtime in in_order(mine["runtime"]):
             values = mine[mine["runtime"] == runtime]["value"]
             beside_whom = aggressor[values.index]

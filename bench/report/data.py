@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pandas as pd
 
 from bench.stats import MIN_N_FOR_CI
-
-MiB = 2**20
+from bench.units import MiB  # noqa: F401  (the report's modules take it from here)
+from bench.workloads import LONG_LIVED, RESTING_FOOTPRINT, roles_of
 
 # What a startup phase measures, in the order it happens (DESIGN.md §5.3).
 PHASES = {
@@ -29,8 +29,8 @@ SEQUENTIAL_PHASES = {
     "qemu": ("startup.overlay_s", "startup.vmm_s", "startup.guest_uptime_s"),
 }
 
-# The instance runs longest under these workloads, so memory settles there.
-MEMORY_WORKLOADS = ("idle", "cpu")
+# Where an instance's memory settles, best first: at rest, else busy for seconds.
+MEMORY_ROLES = (RESTING_FOOTPRINT, LONG_LIVED)
 
 
 COLUMNS = ("run", "scenario", "cell", "workload", "runtime", "kind", "rep", "warmup", "metric",
@@ -91,13 +91,18 @@ def memory_workload(frame: pd.DataFrame) -> str | None:
         return None
     with_memory = in_order(rows.loc[rows["metric"].isin(["mem.cgroup_bytes", "mem.pss_bytes"]),
                                     "workload"])
-    for preferred in MEMORY_WORKLOADS:
-        if preferred in with_memory:
-            return preferred
+    for role in MEMORY_ROLES:
+        if found := with_role(with_memory, role):
+            return found[0]
     exits = rows[(rows["metric"] == "startup.exit_s") & rows["workload"].isin(with_memory)]
     if not exits.empty:
         return exits.groupby("workload")["value"].median().idxmax()
     return with_memory[0] if with_memory else None
+
+
+def with_role(workloads: list[str], *roles: str) -> list[str]:
+    """The workloads (records' names, in their order) that play one of roles."""
+    return [w for w in workloads if set(roles_of(w)) & set(roles)]
 
 
 def interval(low: float, high: float, n: int,

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench import stats
 from bench.report import isolation
 from bench.report.data import MiB, emulated_runtimes, in_order, metric_values, runtime_label
-
-DPI = 110
+from bench.report.figures import DPI, save
 
 
 def sections(frame: pd.DataFrame, folder: Path, environment: dict | None = None) -> list[dict]:
@@ -118,7 +116,7 @@ def storage_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path 
     right.set_title("4 KiB write into a large image file")
     if runtimes:
         right.legend()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # -- density -----------------------------------------------------------------------------------
@@ -218,7 +216,7 @@ def density_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path 
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # -- allocation ----------------------------------------------------------------------------------
@@ -271,7 +269,7 @@ def allocation_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Pa
     ax.set_ylabel("PSS / memory given (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -283,10 +281,3 @@ def _of(rows: pd.DataFrame, runtime: str) -> np.ndarray:
 
 def _kib(value: float) -> str:
     return f"{value / MiB:.1f} MiB" if value >= MiB else f"{value / 2**10:.0f} KiB"
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    FigureCanvasAgg(fig).print_png(str(path))
-    return path

@@ -512,8 +512,8 @@ def storage_verdict(frame: pd.DataFrame) -> Verdict:
         median = float(np.median(_values(disk, runtime)))
         layer = _first_tag(disk[disk["runtime"] == runtime], "layer") or ""
         share = median / image_bytes if image_bytes else math.nan
-        notes.append(f"{runtime}: an idle instance adds {median / 2**10:.0f} KiB on disk "
-                     f"({layer}; {share:.2%} of the {image_bytes / MiB:.0f} MiB image)")
+        notes.append(f"{runtime}: an idle instance adds {quantity(median, 'bytes')} on disk "
+                     f"({layer}; {share:.2%} of the {quantity(image_bytes, 'bytes')} image)")
         if not share < SHARED_FRACTION:
             shared = False
     after = _metric_rows(frame, "storage.instance_disk_after_write_bytes")
@@ -527,8 +527,8 @@ def storage_verdict(frame: pd.DataFrame) -> Verdict:
         grown = _values(after, runtime)
         if len(grown):
             notes.append(f"{runtime}: after the writes the instance's disk holds "
-                         f"{np.median(grown) / MiB:.1f} MiB "
-                         f"(file written: {_first_tag(first, 'write_file_bytes') or 0:.0f} bytes)")
+                         f"{quantity(np.median(grown), 'bytes')} (file written: "
+                         f"{quantity(_first_tag(first, 'write_file_bytes') or 0, 'bytes')})")
     # Copy-on-write shows directly on disk: one 4 KiB write left the whole file in the layer.
     file_bytes = float(_first_tag(first, "write_file_bytes") or math.nan)
     copied = {r: float(np.median(_values(after, r))) >= 0.9 * file_bytes

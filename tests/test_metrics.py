@@ -118,3 +118,24 @@ def test_table_unit():
     assert units.table_unit("bytes") == ("MiB", 2**20)
     assert units.table_unit("bytes/s") == ("MiB/s", 2**20)
     assert units.table_unit("s") == ("s", 1)
+
+
+def test_the_report_finds_workloads_by_role():
+    import pandas as pd
+
+    from bench.report.data import memory_workload, with_role
+
+    assert with_role(["cpu", "noop", "disk", "idle"], STARTUP_PROBE, RESTING_FOOTPRINT) == [
+        "noop", "idle"]
+    rows = [{"workload": w, "runtime": "native", "kind": "native", "rep": 0, "warmup": False,
+             "metric": m, "value": v}
+            for w, m, v in [("cpu", "mem.pss_bytes", 1.0), ("idle", "mem.pss_bytes", 2.0),
+                            ("cpu", "startup.exit_s", 9.0), ("idle", "startup.exit_s", 5.0)]]
+    assert memory_workload(pd.DataFrame(rows)) == "idle"  # resting beats long-lived
+    assert memory_workload(pd.DataFrame(rows[:1] + rows[2:3])) == "cpu"
+    # a scenario's own name for idle has no role: the long-lived cpu is taken
+    renamed = [dict(r, workload="rest") if r["workload"] == "idle" else r for r in rows]
+    assert memory_workload(pd.DataFrame(renamed)) == "cpu"
+    # no roles at all: the workload whose instances took longest to exit
+    renamed = [dict(r, workload={"idle": "rest", "cpu": "busy"}[r["workload"]]) for r in rows]
+    assert memory_workload(pd.DataFrame(renamed)) == "busy"

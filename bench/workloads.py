@@ -370,6 +370,11 @@ def roles_of(workload: str) -> tuple[str, ...]:
     return entry.roles if entry else ()
 
 
+def with_role(workloads: list[str], *roles: str) -> list[str]:
+    """The workloads (records' names, in their order) that play one of roles."""
+    return [w for w in workloads if set(roles_of(w)) & set(roles)]
+
+
 def names_with_role(role: str) -> list[str]:
     """The catalogue's workloads that play role, for telling people what to run."""
     return [name for name, entry in CATALOGUE.items() if role in entry.roles]

@@ -123,7 +123,8 @@ def test_table_unit():
 def test_the_report_finds_workloads_by_role():
     import pandas as pd
 
-    from bench.report.data import memory_workload, with_role
+    from bench.report.data import memory_workload
+    from bench.workloads import with_role
 
     assert with_role(["cpu", "noop", "disk", "idle"], STARTUP_PROBE, RESTING_FOOTPRINT) == [
         "noop", "idle"]

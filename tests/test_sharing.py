@@ -14,7 +14,8 @@ from bench.report.verdicts import CONTRADICTED, INCONCLUSIVE, INDICATIVE, NOT_ME
 from bench.scenario import load_scenario
 from bench.errors import UserError
 from bench.storage import largest_file, parse_write_times, qcow2_actual_size, upper_dir, write_command
-from bench.units import MiB
+
+MiB = 2**20
 
 
 def test_upper_dir_from_docker_inspect(golden):

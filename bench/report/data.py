@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench.stats import MIN_N_FOR_CI
 from bench.units import MiB  # noqa: F401  (the report's modules take it from here)
-from bench.workloads import LONG_LIVED, RESTING_FOOTPRINT, roles_of
+from bench.workloads import LONG_LIVED, RESTING_FOOTPRINT, with_role
 
 # What a startup phase measures, in the order it happens (DESIGN.md §5.3).
 PHASES = {
@@ -98,11 +98,6 @@ def memory_workload(frame: pd.DataFrame) -> str | None:
     if not exits.empty:
         return exits.groupby("workload")["value"].median().idxmax()
     return with_memory[0] if with_memory else None
-
-
-def with_role(workloads: list[str], *roles: str) -> list[str]:
-    """The workloads (records' names, in their order) that play one of roles."""
-    return [w for w in workloads if set(roles_of(w)) & set(roles)]
 
 
 def interval(low: float, high: float, n: int,

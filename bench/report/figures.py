@@ -29,9 +29,8 @@ from bench.report.data import (
     memory_workload,
     metric_values,
     runtime_label,
-    with_role,
 )
-from bench.workloads import RESTING_FOOTPRINT, STARTUP_PROBE
+from bench.workloads import RESTING_FOOTPRINT, STARTUP_PROBE, with_role
 
 SIZE = (8, 4.5)  # inches
 DPI = 110

@@ -32,10 +32,9 @@ from bench.report.data import (
     measured,
     memory_workload,
     runtime_label,
-    with_role,
 )
 from bench.units import quantity
-from bench.workloads import STARTUP_PROBE, names_with_role
+from bench.workloads import STARTUP_PROBE, names_with_role, with_role
 
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"

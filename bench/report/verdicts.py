@@ -163,9 +163,9 @@ def memory_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
 
 def cpu_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
     """On the startup probe (noop): the CPU it costs to start and stop an instance, and
-    nothing else. A container
-    is charged what its engine spent for it too (cpu.total_seconds), which its own cgroup
-    does not see; runs recorded before that metric are judged on the cgroup alone and say so."""
+    nothing else. A container is charged what its engine spent for it too
+    (cpu.total_seconds), which its own cgroup does not see; runs recorded before that
+    metric are judged on the cgroup alone and say so."""
     claim = "Containers use less CPU per instance than VMs"
     hint = (f"the {' or '.join(names_with_role(STARTUP_PROBE))} workload of {BASE_SCENARIOS} "
             "measures it")

@@ -59,10 +59,7 @@ def compare_runs(base: Path, new: Path, thresholds=None, markdown=None, json_out
     for c in sorted(changes, key=lambda c: compare.ORDER[c.verdict]):
         if not c.gated and c.verdict != "changed":
             continue
-        metric = c.metric + (" (overhead)" if c.basis == "native" else "")
-        table.add_row(c.cell, metric, compare._num(c.base_median), compare._num(c.new_median),
-                      compare.change_text(c), compare._num(c.p_value), c.verdict,
-                      style=style.get(c.verdict))
+        table.add_row(*compare.row(c), c.verdict, style=style.get(c.verdict))
     console.print(table)
     if markdown:
         Path(markdown).write_text(compare.to_markdown(changes, str(base), str(new), notes))

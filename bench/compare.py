@@ -34,22 +34,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from bench import stats
+from bench import metrics, stats, units
 from bench.errors import UserError
 from bench.params import Param
 from bench.results import SKIPPED
 
-LOWER_IS_BETTER = ("startup.", "mem.", "cpu.")
-# Costs per unit of work: less is better, though their names end in neither _s nor _bytes
-LOWER_IS_BETTER_WORKLOAD = ("workload.ns_per_syscall", "workload.cpu_s_per_kevent")
-# Echoes of the scenario or of the instance rather than performance; what the host did
-# around it (drift, the full copy a storage run contrasts with); the aggressor's side.
-NOT_GATED = ("workload.exit_code", "workload.time_s", "workload.events", "kernel.shared_with_host",
-             "workload.syscalls", "workload.bytes", "density.background_drift_bytes",
-             "storage.full_copy_bytes", "storage.full_copy_s")
-NOT_GATED_PREFIXES = ("aggressor.",)
-# More is better, though the name does not say per second
-HIGHER_IS_BETTER = ("workload.iops", "density.reached_n")
 # Tags whose values make another condition of the same cell
 CONDITION_TAGS = ("aggressor", "n", "k", "phase", "memory_mib", "touch_mib")
 # NEW has "far fewer" values when it has less than this share of BASE's
@@ -70,16 +59,9 @@ METRIC_SETTINGS = {
 
 
 def direction(metric: str) -> int | None:
-    """+1 when higher is better, -1 when lower is better, None when not gated."""
-    if metric in NOT_GATED or metric.startswith(NOT_GATED_PREFIXES):
-        return None
-    if metric in LOWER_IS_BETTER_WORKLOAD:
-        return -1
-    if metric.endswith("_per_s") or metric in HIGHER_IS_BETTER:
-        return +1
-    if metric.startswith(LOWER_IS_BETTER) or metric.endswith(("_s", "_bytes")):
-        return -1
-    return None
+    """+1 when higher is better, -1 when lower is better, None when not gated (the
+    registry's word: bench/metrics.py)."""
+    return metrics.lookup(metric).sign
 
 
 @dataclass(frozen=True)
@@ -338,6 +320,7 @@ def holm(changes: list[Change], thresholds: Thresholds) -> list[Change]:
         if c.verdict != "unchanged":
             continue
         floor = thresholds.get(c.metric, "min_change")
+        meaning = metrics.lookup(c.metric)
         holm_note = f" (Holm over {m} gated tests: below {alpha / max(m, 1):.2g} for the smallest)"
         if not (i in significant if c.gated else c.p_value < alpha):
             out[i] = replace(c, reason=f"p = {c.p_value:.3g}, not significant"
@@ -345,6 +328,10 @@ def holm(changes: list[Change], thresholds: Thresholds) -> list[Change]:
         elif abs(c.change) < floor:
             out[i] = replace(c, reason=f"significant, but {abs(c.change):.1%} is under the "
                              f"{floor:.0%} floor")
+        elif meaning.floor is not None and abs(c.new_median - c.base_median) < meaning.floor:
+            moved = units.quantity(abs(c.new_median - c.base_median), c.unit)
+            out[i] = replace(c, reason=f"significant, but the median moved {moved}, under the "
+                             f"absolute floor of {units.quantity(meaning.floor, meaning.unit)}")
         else:
             worse = (c.change > 0) == (direction(c.metric) < 0)
             verdict = ("regression" if worse else "improvement") if c.gated else "changed"
@@ -414,10 +401,16 @@ def to_markdown(changes: list[Change], base: str, new: str, notes: list[str]) ->
              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for c in sorted(changes, key=lambda c: ORDER[c.verdict]):
         mark = {"regression": "**regression**", "improvement": "improvement"}.get(c.verdict, c.verdict)
-        lines.append(f"| {c.cell} | {c.metric}{' (overhead)' if c.basis == 'native' else ''} | "
-                     f"{_num(c.base_median)} | {_num(c.new_median)} | {change_text(c)} | "
-                     f"{_num(c.p_value)} | {mark} |")
+        lines.append("| " + " | ".join([*row(c), mark]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def row(c: Change) -> list[str]:
+    """The cell, metric, base and new medians, change and p of c, as the markdown and the
+    command line's table show them."""
+    metric = c.metric + (" (overhead)" if c.basis == "native" else "")
+    return [c.cell, metric, units.quantity(c.base_median, c.unit),
+            units.quantity(c.new_median, c.unit), change_text(c), units.number(c.p_value)]
 
 
 def change_text(c: Change) -> str:
@@ -431,9 +424,5 @@ def to_json(changes: list[Change]) -> str:
     return json.dumps([{k: clean(v) for k, v in asdict(c).items()} for c in changes], indent=2)
 
 
-def _num(value: float) -> str:
-    return "—" if value is None or math.isnan(value) else f"{value:.4g}"
-
-
 def _pct(value: float) -> str:
-    return "—" if math.isnan(value) else f"{value:+.1%}"
+    return units.MISSING if math.isnan(value) else f"{value:+.1%}"

@@ -13,6 +13,9 @@ RECORDS = "records.jsonl"
 ENVIRONMENT = "environment.json"
 # The error of a cell a runtime cannot run: recorded, neither measured nor failed
 SKIPPED = "skipped: "
+# The format of a record. 1: records written before the field existed (no "schema" key);
+# 2: the same fields plus "schema". A format change bumps it, and upgrade() reads the old.
+SCHEMA = 2
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Record:
     image: str
     tags: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    schema: int = SCHEMA
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
@@ -71,16 +75,26 @@ class RecordStore:
 
 
 def read_records(directory: Path) -> list[dict]:
-    """Every complete line of records.jsonl; a torn last line (crash mid-write) is skipped."""
+    """Every complete line of records.jsonl, in the current format whatever schema wrote
+    it; a torn last line (crash mid-write) is skipped."""
     path = Path(directory) / RECORDS
     out = []
     with open(path, encoding="utf-8") as f:
         for line in f:
             try:
-                out.append(json.loads(line))
+                out.append(upgrade(json.loads(line)))
             except json.JSONDecodeError:
                 continue
     return out
+
+
+def upgrade(row: dict) -> dict:
+    """One record as the current schema reads it; the only place that knows how the
+    format changed. "schema" keeps the version the record was written in."""
+    if "schema" not in row:
+        # schema 1 lacks only the version itself
+        row = {**row, "schema": 1}
+    return row
 
 
 def load_frame(directory: Path):

@@ -13,7 +13,13 @@ import json
 import re
 from dataclasses import dataclass
 
-MiB = 2**20
+from bench.metrics import higher, lower, neither
+from bench.units import MiB
+
+
+# Each parser's metrics are declared beside it (a *_METRICS tuple); the workload
+# catalogue registers them with the metric registry (bench/metrics.py).
+RUN_TIME = neither("workload.time_s", "s", "the run's length (set by the scenario)")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,13 @@ _SYSBENCH_TIME = re.compile(r"total time:\s*([0-9.]+)s")
 _SYSBENCH_TRANSFERRED = re.compile(r"([0-9.]+) MiB transferred \(([0-9.]+) MiB/sec\)")
 
 
+SYSBENCH_CPU_METRICS = (
+    higher("workload.events_per_s", "1/s", "CPU events per second", key=True),
+    neither("workload.events", "1", "events in the run"),
+    RUN_TIME,
+)
+
+
 def parse_sysbench_cpu(output: str) -> list[Metric]:
     eps = _SYSBENCH_EPS.search(output)
     if not eps:
@@ -43,6 +56,13 @@ def parse_sysbench_cpu(output: str) -> list[Metric]:
     if total := _SYSBENCH_TIME.search(output):
         metrics.append(Metric("workload.time_s", float(total.group(1)), "s"))
     return metrics
+
+
+SYSBENCH_MEMORY_METRICS = (
+    higher("workload.bytes_per_s", "bytes/s", "bytes moved per second"),
+    neither("workload.bytes", "bytes", "bytes moved in the run"),
+    RUN_TIME,
+)
 
 
 def parse_sysbench_memory(output: str) -> list[Metric]:
@@ -61,6 +81,13 @@ def parse_sysbench_memory(output: str) -> list[Metric]:
 # GNU dd's last line: "1000000 bytes (1.0 MB, 977 KiB) copied, 0.5 s, 2.0 MB/s"
 _DD_COPIED = re.compile(r"^(\d+) bytes .*copied, ([0-9.e+-]+) s,", re.MULTILINE)
 _DD_RECORDS_IN = re.compile(r"^(\d+)\+(\d+) records in", re.MULTILINE)
+
+
+DD_SYSCALL_METRICS = (
+    lower("workload.ns_per_syscall", "ns", "time per system call"),
+    neither("workload.syscalls", "1", "system calls made"),
+    RUN_TIME,
+)
 
 
 def parse_dd_syscalls(output: str) -> list[Metric]:
@@ -83,6 +110,12 @@ def parse_dd_syscalls(output: str) -> list[Metric]:
 # clock_ns: one clock read ($(date), itself a process) timed alone; absent in old output
 _FORK_LINE = re.compile(r"^cvbench-fork processes=(\d+) ns=(\d+)(?: clock_ns=(\d+))?$",
                         re.MULTILINE)
+
+
+FORK_LOOP_METRICS = (
+    higher("workload.processes_per_s", "1/s", "processes started (fork + exec + wait) per second"),
+    RUN_TIME,
+)
 
 
 def parse_fork_loop(output: str) -> list[Metric]:
@@ -112,6 +145,14 @@ def fio_direct(output: str) -> dict:
     if found.group(2):
         tags["direct_io_fallback"] = found.group(2).strip()
     return tags
+
+
+FIO_METRICS = (
+    higher("workload.iops", "1/s", "I/O operations per second"),
+    higher("workload.bytes_per_s", "bytes/s", "bytes moved per second"),
+    lower("workload.lat_p50_s", "s", "I/O completion latency, median"),
+    lower("workload.lat_p99_s", "s", "I/O completion latency, 99th percentile"),
+)
 
 
 def parse_fio_json(output: str) -> list[Metric]:
@@ -160,6 +201,9 @@ def parse_iperf3_json(output: str) -> float:
 
 
 IPERF3_DIRECTIONS = ("host_to_guest", "guest_to_host")
+IPERF3_METRICS = tuple(higher(f"workload.{d}_bytes_per_s", "bytes/s",
+                              f"TCP throughput, {d.replace('_', ' ')}")
+                       for d in IPERF3_DIRECTIONS)
 
 
 def parse_iperf3_both(outputs: list[str]) -> list[Metric]:
@@ -184,6 +228,15 @@ def parse_iperf3_both(outputs: list[str]) -> list[Metric]:
 
 
 REDIS_TESTS = ("set", "get")
+REDIS_METRICS = tuple(m for test in REDIS_TESTS for m in (
+    higher(f"workload.{test}_ops_per_s", "1/s", f"redis {test.upper()} requests per second"),
+    lower(f"workload.{test}_p50_s", "s", f"redis {test.upper()} latency, median"),
+    lower(f"workload.{test}_p99_s", "s", f"redis {test.upper()} latency, 99th percentile")))
+REDIS_ROUND_TRIP_METRICS = (
+    lower("workload.rtt_p50_s", "s", "request/response round trip, median"),
+    lower("workload.rtt_p99_s", "s", "request/response round trip, 99th percentile"),
+    higher("workload.round_trips_per_s", "1/s", "round trips per second, one at a time"),
+)
 
 
 def _redis_rows(text: str) -> dict[str, dict]:

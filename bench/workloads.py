@@ -4,6 +4,10 @@ A command is a POSIX sh string; the agent runs it with `sh -c` in every runtime,
 so the bytes executed are those of the guest image everywhere. A serving workload
 (net, redis) also has host rounds: sh commands the host runs, from the same guest
 root (chroot), against the instance, one per `CVBENCH SERVING` line the guest prints.
+
+Each workload declares the metrics its parsers emit (registered with bench/metrics.py)
+and the roles it plays in the report, so that the report asks for "the startup probe"
+rather than for a workload by name.
 """
 
 from __future__ import annotations
@@ -12,8 +16,17 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from bench.hostclient import connection_refused
+from bench.metrics import MetricInfo, neither, register
 from bench.params import Param
 from bench.toolparsers import (
+    DD_SYSCALL_METRICS,
+    FIO_METRICS,
+    FORK_LOOP_METRICS,
+    IPERF3_METRICS,
+    REDIS_METRICS,
+    REDIS_ROUND_TRIP_METRICS,
+    SYSBENCH_CPU_METRICS,
+    SYSBENCH_MEMORY_METRICS,
     Metric,
     fio_direct,
     parse_dd_syscalls,
@@ -28,6 +41,14 @@ from bench.toolparsers import (
 
 
 __all__ = ["CATALOGUE", "NO_NEEDS", "Metric", "Needs", "Workload", "parse_sysbench_cpu"]
+
+# Roles, named after what the report uses a workload for:
+# starts and exits at once, so its instance costs only its startup (time and CPU)
+STARTUP_PROBE = "startup_probe"
+# sleeps after READY: the memory an instance holds at rest
+RESTING_FOOTPRINT = "resting_footprint"
+# busy for seconds after READY: where memory settles when no resting workload ran
+LONG_LIVED = "long_lived"
 
 #: Where the disk workload writes, per target: the instance's own root (container
 #: writable layer, VM disk, a scratch directory natively) or a host volume.
@@ -62,6 +83,8 @@ class Workload:
     host_rounds: Callable[[dict], list[str]] | None = None
     parse_host: Callable[[list[str]], list[Metric]] = lambda outputs: []
     refused: Callable[[str], bool] = connection_refused
+    metrics: tuple[MetricInfo, ...] = ()  # what parse or parse_host emit
+    roles: tuple[str, ...] = ()  # what the report uses it for (the role names above)
 
     def resolve(self, given: dict, quick: bool = False) -> dict:
         """Parameters with defaults filled in (validation is scenario.py's job)."""
@@ -130,6 +153,7 @@ def _sysbench_memory(name: str, block_kib: int, what: str) -> Workload:
             f"--memory-oper={p['operation']} run"
         ),
         parse=parse_sysbench_memory,
+        metrics=SYSBENCH_MEMORY_METRICS,
         main_metric=lambda p: "workload.bytes_per_s",
         params={
             "seconds": Param(int, 10, "run time limit in seconds", quick=2),
@@ -215,6 +239,7 @@ CATALOGUE: dict[str, Workload] = {
             description="READY, then exit at once: startup and teardown latency",
             command=lambda p: "true",
             main_metric=lambda p: "startup.ready_s",
+            roles=(STARTUP_PROBE,),
         ),
         Workload(
             name="idle",
@@ -222,6 +247,7 @@ CATALOGUE: dict[str, Workload] = {
             command=lambda p: f"sleep {p['seconds']}",
             main_metric=lambda p: "mem.pss_bytes",
             params={"seconds": Param(float, 5.0, "how long the instance idles", quick=2.0)},
+            roles=(RESTING_FOOTPRINT,),
         ),
         Workload(
             name="cpu",
@@ -231,6 +257,8 @@ CATALOGUE: dict[str, Workload] = {
                 f"--cpu-max-prime={p['max_prime']} run"
             ),
             parse=parse_sysbench_cpu,
+            metrics=SYSBENCH_CPU_METRICS,
+            roles=(LONG_LIVED,),
             main_metric=lambda p: "workload.events_per_s",
             params={
                 "seconds": Param(int, 10, "run time in seconds", quick=2),
@@ -247,6 +275,7 @@ CATALOGUE: dict[str, Workload] = {
             description="dd bs=1 from /dev/zero to /dev/null: a read and a write per byte",
             command=lambda p: f"LC_ALL=C dd if=/dev/zero of=/dev/null bs=1 count={p['count']} 2>&1",
             parse=parse_dd_syscalls,
+            metrics=DD_SYSCALL_METRICS,
             main_metric=lambda p: "workload.ns_per_syscall",
             params={"count": Param(int, 1_000_000, "bytes copied (2 system calls each)",
                                    quick=100_000)},
@@ -256,6 +285,7 @@ CATALOGUE: dict[str, Workload] = {
             description="a shell loop running /bin/true: process creation (fork + exec + wait)",
             command=_fork_command,
             parse=parse_fork_loop,
+            metrics=FORK_LOOP_METRICS,
             main_metric=lambda p: "workload.processes_per_s",
             params={"count": Param(int, 2000, "processes started, one after the other", quick=200)},
         ),
@@ -264,6 +294,7 @@ CATALOGUE: dict[str, Workload] = {
             description="fio, one job, psync engine, direct I/O where the file system allows",
             command=_disk_command,
             parse=parse_fio_json,
+            metrics=FIO_METRICS,
             output_tags=fio_direct,
             main_metric=_disk_main_metric,
             needs=lambda p: Needs(scratch=p["target"] == "root",
@@ -284,6 +315,7 @@ CATALOGUE: dict[str, Workload] = {
             command=_net_command,
             host_rounds=_net_rounds,
             parse_host=parse_iperf3_both,
+            metrics=IPERF3_METRICS,
             main_metric=lambda p: "workload.host_to_guest_bytes_per_s",
             needs=_serving,
             params={"seconds": Param(int, 5, "seconds per direction", quick=1), "path": PATH_PARAM},
@@ -294,6 +326,7 @@ CATALOGUE: dict[str, Workload] = {
             command=_redis_command,
             host_rounds=_redis_rounds,
             parse_host=parse_redis_benchmark_csv,
+            metrics=REDIS_METRICS,
             refused=_redis_refused,
             main_metric=lambda p: "workload.get_ops_per_s",
             needs=_serving,
@@ -310,6 +343,7 @@ CATALOGUE: dict[str, Workload] = {
             command=_redis_command,
             host_rounds=_rr_rounds,
             parse_host=parse_redis_round_trip,
+            metrics=REDIS_ROUND_TRIP_METRICS,
             refused=_redis_refused,
             main_metric=lambda p: "workload.rtt_p50_s",
             needs=_serving,
@@ -320,3 +354,27 @@ CATALOGUE: dict[str, Workload] = {
         ),
     ]
 }
+
+
+for _workload in CATALOGUE.values():
+    register(*_workload.metrics,
+             # what the runner records under the workload's name when it failed
+             neither(f"workload.{_workload.name}", "1", f"{_workload.name}: failed or unparsable"))
+
+
+def roles_of(workload: str) -> tuple[str, ...]:
+    """The roles of a record's workload. Records name a workload as the scenario did and
+    do not carry the catalogue entry it came from: a name that is a catalogue name is that
+    entry; any other name (a scenario's own, as `[workloads.disk-randread]`) has none."""
+    entry = CATALOGUE.get(workload)
+    return entry.roles if entry else ()
+
+
+def with_role(workloads: list[str], *roles: str) -> list[str]:
+    """The workloads (records' names, in their order) that play one of roles."""
+    return [w for w in workloads if set(roles_of(w)) & set(roles)]
+
+
+def names_with_role(role: str) -> list[str]:
+    """The catalogue's workloads that play role, for telling people what to run."""
+    return [name for name, entry in CATALOGUE.items() if role in entry.roles]

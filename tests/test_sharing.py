@@ -149,9 +149,9 @@ def test_storage_not_measured_without_records():
 
 def test_storage_finding_names_every_runtime_and_the_copy():
     text = sharing.storage_finding(verdicts.complete(storage_frame()), {"qemu"})
-    assert "0 KiB for native" in text and "4 KiB for runc" in text
-    assert "qemu (emulated)" in text and "700 MiB for a VM's full disk copy" in text
-    assert "runc 30.0 vs 3.5 ms" in text
+    assert "0 bytes for native" in text and "4.00 KiB for runc" in text
+    assert "qemu (emulated)" in text and "700.0 MiB for a VM's full disk copy" in text
+    assert "runc 30.0 ms vs 3.50 ms" in text
 
 
 def allocation_frame(vm_after, container_after):
@@ -192,7 +192,7 @@ def test_density_finding_reports_the_largest_n_and_a_stop():
                 stop_reason="N=4: below the floor")
     out += rows("runc", "docker", "density.reached_n", [2], cell="density", stop_reason=None)
     text = sharing.density_finding(verdicts.complete(pd.DataFrame(out)), {"qemu"})
-    assert "5.0 MiB for runc (N=2)" in text and "400.0 MiB for qemu (emulated) (N=2)" in text
+    assert "5.00 MiB for runc (N=2)" in text and "400.0 MiB for qemu (emulated) (N=2)" in text
     assert "2 runc in 1.00 s" in text
     assert "stopped early: qemu reached N=2 (N=4: below the floor)" in text
     assert "runc reached" not in text

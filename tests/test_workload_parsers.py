@@ -16,9 +16,8 @@ from bench.toolparsers import (
     parse_sysbench_cpu,
     parse_sysbench_memory,
 )
+from bench.units import MiB
 from bench.workloads import CATALOGUE, Needs
-
-MiB = 2**20
 
 
 def by_name(metrics):

@@ -9,8 +9,8 @@ import pandas as pd
 
 from bench.runtimes import KINDS, traits_of
 from bench.stats import MIN_N_FOR_CI
-
-MiB = 2**20
+from bench.units import MiB  # noqa: F401  (the report's modules take it from here)
+from bench.workloads import LONG_LIVED, RESTING_FOOTPRINT, with_role
 
 def phases() -> dict[str, str]:
     """What each startup phase measures, every kind's, in the order it happens (DESIGN.md §5.3)."""
@@ -22,8 +22,8 @@ def sequential_phases(kind: str) -> tuple[str, ...]:
     traits = traits_of(kind)
     return tuple(metric for metric, _ in traits.phases) if traits else ()
 
-# The instance runs longest under these workloads, so memory settles there.
-MEMORY_WORKLOADS = ("idle", "cpu")
+# Where an instance's memory settles, best first: at rest, else busy for seconds.
+MEMORY_ROLES = (RESTING_FOOTPRINT, LONG_LIVED)
 
 
 COLUMNS = ("run", "scenario", "cell", "workload", "runtime", "kind", "rep", "warmup", "metric",
@@ -85,9 +85,9 @@ def memory_workload(frame: pd.DataFrame) -> str | None:
         return None
     with_memory = in_order(rows.loc[rows["metric"].isin(["mem.cgroup_bytes", "mem.pss_bytes"]),
                                     "workload"])
-    for preferred in MEMORY_WORKLOADS:
-        if preferred in with_memory:
-            return preferred
+    for role in MEMORY_ROLES:
+        if found := with_role(with_memory, role):
+            return found[0]
     exits = rows[(rows["metric"] == "startup.exit_s") & rows["workload"].isin(with_memory)]
     if not exits.empty:
         return exits.groupby("workload")["value"].median().idxmax()

@@ -16,7 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from bench import stats
+from bench import stats, units
+from bench.metrics import lookup
 from bench.report.data import (
     MiB,
     baseline_runtime,
@@ -29,11 +30,13 @@ from bench.report.data import (
     runtime_label,
     sequential_phases,
 )
+from bench.workloads import RESTING_FOOTPRINT, STARTUP_PROBE, with_role
 
 SIZE = (8, 4.5)  # inches
 DPI = 110
 LOG_SPREAD = 10  # a log axis once the slowest runtime is this many times the fastest
-STARTUP_WORKLOADS = ("noop", "idle")
+# Startup does not depend on the workload: the ones that only start (and rest) show it best
+STARTUP_ROLES = (STARTUP_PROBE, RESTING_FOOTPRINT)
 MAX_PANELS = 3
 REST_COLOUR = "#cccccc"
 REST_LABEL = "rest until READY on host"
@@ -48,7 +51,7 @@ def startup_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     # Startup does not depend on the workload: the ones that only start (and idle) say it
     # best, and a panel per workload of a long scenario would not fit
     workloads = in_order(rows["workload"])
-    workloads = [w for w in workloads if w in STARTUP_WORKLOADS] or workloads[:MAX_PANELS]
+    workloads = with_role(workloads, *STARTUP_ROLES) or workloads[:MAX_PANELS]
     fig, axes = _figure(len(workloads))
     for ax, workload in zip(axes, workloads):
         runtimes, groups = _groups(rows[rows["workload"] == workload], in_order(frame["runtime"]))
@@ -61,7 +64,7 @@ def startup_figure(frame: pd.DataFrame, path: Path) -> Path | None:
         ax.grid(axis="y", alpha=0.3, which="both")
     axes[0].set_ylabel("launch call to READY on the host (s)")
     fig.suptitle("Startup time per runtime (each point one instance)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def phases_figure(frame: pd.DataFrame, path: Path) -> Path | None:
@@ -103,7 +106,7 @@ def phases_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     names = [n for n in [*labels.values(), REST_LABEL] if n in legend]  # in the order they happen
     fig.legend([legend[n] for n in names], names, loc="outside lower center", ncols=3, fontsize=8)
     fig.suptitle("Startup phases per runtime")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def phase_segments(medians: dict, kind: str) -> list[tuple[str, float]]:
@@ -120,10 +123,7 @@ def phase_segments(medians: dict, kind: str) -> list[tuple[str, float]]:
     return segments
 
 
-MEMORY_VIEWS = {
-    "mem.cgroup_bytes": "cgroup working set",
-    "mem.pss_bytes": "PSS of host processes",
-}
+MEMORY_VIEWS = ("mem.cgroup_bytes", "mem.pss_bytes")
 
 
 def memory_figure(frame: pd.DataFrame, path: Path) -> Path | None:
@@ -135,18 +135,18 @@ def memory_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     rows = rows[rows["workload"] == workload]
     emulated = emulated_runtimes(frame)
     fig, axes = _figure(len(MEMORY_VIEWS), sharey=True)
-    for ax, (metric, view) in zip(axes, MEMORY_VIEWS.items()):
+    for ax, metric in zip(axes, MEMORY_VIEWS):
         runtimes, groups = _groups(rows[rows["metric"] == metric], in_order(frame["runtime"]))
         if groups:
             _bars_with_ci(ax, [g / MiB for g in groups])
             _runtime_ticks(ax, runtimes, emulated)
         else:
             ax.text(0.5, 0.5, "no values", ha="center", transform=ax.transAxes)
-        ax.set_title(view)
+        ax.set_title(lookup(metric).label)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("MiB per instance (median after READY)")
     fig.suptitle(f"Memory per instance, workload {workload}: cgroup working set vs PSS")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def cpu_figure(frame: pd.DataFrame, path: Path) -> Path | None:
@@ -176,7 +176,7 @@ def cpu_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     for ax in axes:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("CPU throughput per runtime (higher is better)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # -- drawing helpers ------------------------------------------------------------------
@@ -189,9 +189,14 @@ def _figure(panels: int, sharey: bool = False):
     return fig, list(axes)
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save(fig: Figure, path: Path) -> Path:
+    """The figure as a PNG at path (folders made as needed). A figure without a layout
+    engine of its own is laid out tight first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)  # drawn by Agg, whoever made the figure: no pyplot, no display
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, format="png")
     return path
 
@@ -236,7 +241,7 @@ def _bars_with_ci(ax, groups: list[np.ndarray]) -> None:
         # The value written out, above bar, interval and points: a small bar next to a
         # tall one is otherwise unreadable
         top = np.nanmax([median, summaries[position].ci_high, *values])
-        ax.annotate(_short(median), (position, top), xytext=(0, 3), textcoords="offset points",
+        ax.annotate(units.number(median), (position, top), xytext=(0, 3), textcoords="offset points",
                     ha="center", va="bottom", fontsize=8)
     ax.set_xlim(-0.6, len(groups) - 0.4)  # a lone bar keeps its width
 
@@ -285,12 +290,8 @@ def _colours(n: int) -> list:
     return [colormaps["tab10"](i) for i in range(n)]
 
 
-def _short(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
-
-
 def _seconds(value: float) -> str:
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+    return units.quantity(value, "s")
 
 
 def workload_figure(frame: pd.DataFrame, workload: str, metric: str, path: Path) -> Path | None:
@@ -324,4 +325,4 @@ def workload_figure(frame: pd.DataFrame, workload: str, metric: str, path: Path)
     for ax in axes:
         ax.grid(axis="y", alpha=0.3, which="both")
     fig.suptitle(f"workload {workload}: {metric}")
-    return _save(fig, path)
+    return save(fig, path)

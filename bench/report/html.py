@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from bench import stats
+from bench import stats, units
+from bench.metrics import key_metrics, lookup
 from bench.report import figures, overhead, sharing, verdicts
 from bench.report.data import (
-    MiB,
     baseline_runtime,
     complete,
     emulated_runtimes,
@@ -30,21 +30,12 @@ from bench.report.data import (
     memory_workload,
     runtime_label,
 )
-from bench.results import aggressor_column, load_frame, read_environment
+from bench.results import SKIPPED, aggressor_column, load_frame, read_environment
+from bench.workloads import STARTUP_PROBE, roles_of
 
 REPORT = "report.html"
 FIGURES_DIR = "figures"
 TEMPLATES = Path(__file__).parent / "templates"
-
-# The metrics of the summary table, and the unit each is shown in.
-KEY_METRICS = {
-    "startup.ready_s": "s",
-    "startup.exit_s": "s",
-    "mem.cgroup_bytes": "MiB",
-    "mem.pss_bytes": "MiB",
-    "cpu.seconds": "s",
-    "workload.events_per_s": "1/s",
-}
 
 
 @dataclass(frozen=True)
@@ -219,7 +210,7 @@ def skipped_cells(frame: pd.DataFrame) -> list[dict]:
 
 
 def _is_skipped(frame: pd.DataFrame) -> pd.Series:
-    return frame["error"].astype(str).str.startswith(overhead.SKIPPED)
+    return frame["error"].astype(str).str.startswith(SKIPPED)
 
 
 def _is_memory(frame: pd.DataFrame) -> pd.Series:
@@ -256,23 +247,23 @@ def summary_cells(frame: pd.DataFrame, baseline: str | None, emulated: set[str])
             if mine.empty:
                 continue
             native = counted[(counted["workload"] == workload) & (counted["runtime"] == baseline)]
-            rows = [metric_row(metric, mine, native, runtime == baseline)
-                    for metric in KEY_METRICS if (mine["metric"] == metric).any()]
+            rows = [metric_row(info.name, mine, native, runtime == baseline)
+                    for info in key_metrics() if (mine["metric"] == info.name).any()]
             cells.append({"name": f"{workload}@{runtime_label(runtime, emulated)}", "rows": rows})
     return cells
 
 
 def metric_row(metric: str, cell: pd.DataFrame, native: pd.DataFrame, is_baseline: bool) -> dict:
-    unit = KEY_METRICS[metric]
-    scale = MiB if unit == "MiB" else 1
+    unit, scale = units.table_unit(lookup(metric).unit)
     values = cell.loc[cell["metric"] == metric, "value"].dropna().to_numpy(float) / scale
     summary = stats.summary(values)
     outliers = int(stats.mad_outliers(values).sum())
     return {
         "metric": metric,
+        "label": lookup(metric).label,
         "unit": unit,
-        "median": _number(summary.median),
-        "ci": interval(summary.ci_low, summary.ci_high, summary.n, _number),
+        "median": units.number(summary.median),
+        "ci": interval(summary.ci_low, summary.ci_high, summary.n, units.number),
         "n": summary.n,
         # Instances, not records: one that failed early left no record of this metric
         "attempts": cell["rep"].nunique(),
@@ -305,7 +296,8 @@ def unstable_cells(frame: pd.DataFrame, emulated: set[str]) -> list[dict]:
     failing = set(frame.loc[frame["error"].notna() & ~_is_memory(frame), "runtime"])
     out = []
     for workload, runtime, metric in product(in_order(counted["workload"]),
-                                             in_order(counted["runtime"]), KEY_METRICS):
+                                             in_order(counted["runtime"]),
+                                             [info.name for info in key_metrics()]):
         values = counted.loc[(counted["workload"] == workload) & (counted["runtime"] == runtime)
                              & (counted["metric"] == metric), "value"]
         summary = stats.summary(values)
@@ -328,9 +320,10 @@ def likely_causes(workload: str, metric: str, n: int, runtime_failed: bool,
     causes = []
     if n < 5:
         causes.append(f"too few repetitions (n = {n} < 5)")
-    if metric.startswith("mem.") and workload == "noop":
-        # Memory counts after READY, and noop exits right then: each value is one early sample
-        causes.append("noop exits right after READY, so its memory is one sample or none")
+    if metric.startswith("mem.") and STARTUP_PROBE in roles_of(workload):
+        # Memory counts after READY, and a startup probe exits right then: each value is
+        # one early sample
+        causes.append(f"{workload} exits right after READY, so its memory is one sample or none")
     if not causes:
         causes.append("a noisy host or CPU frequency scaling")
     if runtime_failed:
@@ -387,19 +380,6 @@ def runtime_rows(environment: dict, order: list[str]) -> list[dict]:
 
 
 # -- formatting -------------------------------------------------------------------------
-
-
-def _number(value: float) -> str:
-    if value is None or math.isnan(value):
-        return "—"
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}"
-    if magnitude >= 10:
-        return f"{value:.1f}"
-    if magnitude >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
 
 
 def _setting(value) -> str:

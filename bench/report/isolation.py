@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench import stats
-from bench.compare import direction
+from bench.metrics import LOWER, lookup
 from bench.report.data import in_order, interval, measured, runtime_label
+from bench.report.figures import DPI, save
 from bench.report.overhead import main_metrics, skipped
 from bench.results import aggressor_column
 
@@ -58,7 +58,7 @@ def losses(frame: pd.DataFrame) -> list[Loss]:
         mine = rows[(rows["workload"] == victim) & (rows["metric"] == metric)]
         if not aggressor[mine.index].ne("").any():
             continue
-        higher_is_better = direction(metric) != -1
+        higher_is_better = lookup(metric).better != LOWER
         for runtime in in_order(mine["runtime"]):
             values = mine[mine["runtime"] == runtime]["value"]
             beside_whom = aggressor[values.index]
@@ -126,7 +126,7 @@ def figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:
     # The colour saturates at 100%: one wild cell must not wash out the others
     worst = min(100.0, max([abs(x.pct) for x in found if math.isfinite(x.pct)] + [10.0]))
     fig = Figure(figsize=(1.6 * len(aggressors) + 2.5, (0.55 * len(runtimes) + 1.2) * len(victims)),
-                 dpi=110, layout="constrained")
+                 dpi=DPI, layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(victims), 1))
     for ax, victim in zip(axes, victims):
         grid = np.full((len(runtimes), len(aggressors)), np.nan)
@@ -149,9 +149,7 @@ def figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:
         ax.set_title(f"victim {victim} ({metric.removeprefix('workload.')}): loss beside the aggressor",
                      fontsize=10)
         fig.colorbar(image, ax=ax, label="loss, %")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig).print_png(str(path))
-    return path
+    return save(fig, path)
 
 
 def _grey(x: int, y: int):

@@ -12,14 +12,11 @@ import math
 
 import pandas as pd
 
-from bench import stats
-from bench.compare import direction
+from bench import stats, units
+from bench.metrics import HIGHER, LOWER, lookup
 from bench.results import SKIPPED
 from bench.report.data import in_order, interval, measured, runtime_label
 
-# Workload metrics that echo the scenario or the instance rather than measure it
-ECHOES = ("workload.exit_code", "workload.time_s", "workload.events", "workload.syscalls",
-          "workload.bytes")
 # Slowdown (>1 worse than native) thresholds and the colour class each band gets
 BANDS = ((0.9, "faster"), (1.1, "par"), (2.0, "mild"), (10.0, "large"), (math.inf, "huge"))
 
@@ -43,7 +40,7 @@ def slowdown(metric: str, ratio: float) -> float:
     """How many times worse than native: ratio for lower-is-better metrics, 1/ratio else."""
     if math.isnan(ratio) or ratio <= 0:
         return math.nan
-    return ratio if direction(metric) == -1 else 1 / ratio
+    return ratio if lookup(metric).better == LOWER else 1 / ratio
 
 
 def band(value: float) -> str:
@@ -90,7 +87,7 @@ def overhead_matrix(frame: pd.DataFrame, baseline: str | None, emulated: set[str
                               "band": band(factor), "ci": interval(ratio.ci_low, ratio.ci_high, ratio.n),
                               "title": "; ".join([title, *caveats])})
         table.append({"workload": workload, "metric": metric,
-                      "better": "higher" if direction(metric) == 1 else "lower", "cells": cells})
+                      "better": "higher" if lookup(metric).better == HIGHER else "lower", "cells": cells})
     return {"columns": [{"name": r, "label": runtime_label(r, emulated), "emulated": r in emulated}
                         for r in runtimes],
             "rows": table}
@@ -103,23 +100,27 @@ def workload_sections(frame: pd.DataFrame, baseline: str | None, emulated: set[s
     sections = []
     for workload, main in main_metrics(frame).items():
         mine = rows[rows["workload"] == workload]
-        metrics = [main] + [m for m in in_order(mine["metric"])
-                            if m.startswith("workload.") and m != main and m not in ECHOES]
+        # the workload's other measurements; its echoes of the scenario (run time, counts)
+        # have no better direction
+        metrics = [main] + [m for m in in_order(mine["metric"]) if m.startswith("workload.")
+                            and m != main and lookup(m).better is not None]
         table = []
         for metric in metrics:
+            unit, scale = units.table_unit(_unit(mine, metric))
             for runtime in in_order(frame["runtime"]):
                 values = _values(rows, workload, runtime, metric)
                 if len(values) == 0:
                     continue
-                summary = stats.summary(values)
+                summary = stats.summary(values / scale)
                 ratio = "baseline" if runtime == baseline else "—"
                 if baseline is not None and runtime != baseline:
                     r = stats.ratio_ci(values, _values(rows, workload, baseline, metric))
                     if not math.isnan(r.ratio):
                         ratio = f"{r.ratio:.2f}× {interval(r.ci_low, r.ci_high, r.n)}"
                 table.append({"metric": metric, "runtime": runtime_label(runtime, emulated),
-                              "unit": _unit(mine, metric), "median": _number(summary.median),
-                              "ci": interval(summary.ci_low, summary.ci_high, summary.n, _number),
+                              "unit": unit, "median": units.number(summary.median),
+                              "ci": interval(summary.ci_low, summary.ci_high, summary.n,
+                                             units.number),
                               "n": summary.n, "ratio": ratio})
         notes = [f"{runtime_label(r, emulated)}: {e}" for r, e in
                  skips.loc[skips["workload"] == workload, ["runtime", "error"]]
@@ -183,16 +184,5 @@ def _tag_notes(frame: pd.DataFrame, workload: str) -> list[str]:
 
 
 def _unit(rows: pd.DataFrame, metric: str) -> str:
-    units = rows.loc[rows["metric"] == metric, "unit"]
-    return units.iloc[0] if not units.empty else ""
-
-
-def _number(value: float) -> str:
-    if value is None or math.isnan(value):
-        return "—"
-    if abs(value) >= 1e6:
-        return f"{value:.3e}"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.3g}"
-
+    recorded = rows.loc[rows["metric"] == metric, "unit"]
+    return recorded.iloc[0] if not recorded.empty else ""

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench import stats
 from bench.report import isolation
 from bench.report.data import MiB, emulated_runtimes, in_order, metric_values, runtime_label
-
-DPI = 110
+from bench.report.figures import DPI, save
+from bench.units import quantity
 
 
 def sections(frame: pd.DataFrame, folder: Path, environment: dict | None = None) -> list[dict]:
@@ -51,12 +50,13 @@ def storage_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
     disk = metric_values(frame, "storage.instance_disk_bytes")
     if disk.empty:
         return None
-    parts = [f"{_kib(np.median(_of(disk, r)))} for {runtime_label(r, emulated)}"
+    parts = [f"{quantity(np.median(_of(disk, r)), 'bytes')} for {runtime_label(r, emulated)}"
              for r in in_order(disk["runtime"])]
     text = "per additional idle instance the host's disk grew by " + ", ".join(parts)
     copies = metric_values(frame, "storage.full_copy_bytes")
     if not copies.empty:
-        text += f", against {np.median(copies['value']) / MiB:.0f} MiB for a VM's full disk copy"
+        text += (f", against {quantity(np.median(copies['value']), 'bytes')} for a VM's full "
+                 "disk copy")
     first = metric_values(frame, "storage.first_write_s")
     second = metric_values(frame, "storage.second_write_s")
     after = metric_values(frame, "storage.instance_disk_after_write_bytes")
@@ -65,13 +65,13 @@ def storage_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
         a, b = _of(first, r), _of(second, r)
         if len(a) and len(b):
             grown = _of(after, r)
-            layer = f", disk then {np.median(grown) / MiB:.1f} MiB" if len(grown) else ""
-            writes.append(f"{runtime_label(r, emulated)} {np.median(a) * 1e3:.1f} vs "
-                          f"{np.median(b) * 1e3:.1f} ms{layer}")
+            layer = f", disk then {quantity(np.median(grown), 'bytes')}" if len(grown) else ""
+            writes.append(f"{runtime_label(r, emulated)} {quantity(np.median(a), 's')} vs "
+                          f"{quantity(np.median(b), 's')}{layer}")
     if writes:
         size = first["tag.write_file_bytes"].dropna() if "tag.write_file_bytes" in first else []
         name = first["tag.write_file"].dropna().iloc[0] if "tag.write_file" in first else "a file"
-        what = f"{name} ({size.iloc[0] / MiB:.1f} MiB)" if len(size) else name
+        what = f"{name} ({quantity(size.iloc[0], 'bytes')})" if len(size) else name
         text += (f"; the first 4 KiB write into {what} against the second: " + ", ".join(writes))
     return text + "."
 
@@ -118,7 +118,7 @@ def storage_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path 
     right.set_title("4 KiB write into a large image file")
     if runtimes:
         right.legend()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # -- density -----------------------------------------------------------------------------------
@@ -145,8 +145,8 @@ def density_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
     for r in runtimes:
         mine = pss[pss["runtime"] == r]
         n = mine["tag.n"].max()
-        parts.append(f"{np.median(mine.loc[mine['tag.n'] == n, 'value']) / MiB:.1f} MiB for "
-                     f"{runtime_label(r, emulated)} (N={n:g})")
+        parts.append(f"{quantity(np.median(mine.loc[mine['tag.n'] == n, 'value']), 'bytes')} "
+                     f"for {runtime_label(r, emulated)} (N={n:g})")
     text = "per idle instance the host paid (PSS) " + ", ".join(parts)
     together = metric_values(frame, "density.all_ready_s")
     if not together.empty:
@@ -155,13 +155,14 @@ def density_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
             mine = together[together["runtime"] == r]
             n = mine["tag.n"].max()
             starts.append(f"{n:g} {runtime_label(r, emulated)} in "
-                          f"{np.median(mine.loc[mine['tag.n'] == n, 'value']):.2f} s")
+                          f"{quantity(np.median(mine.loc[mine['tag.n'] == n, 'value']), 's')}")
         text += "; started at once: " + ", ".join(starts)
     drift = metric_values(frame, "density.background_drift_bytes")
     drop = metric_values(frame, "density.mem_available_drop_per_instance_bytes")
     if not drift.empty and not drop.empty:
         worst = np.abs(drift["value"]).max()
-        text += (f"; MemAvailable moved by up to {worst / MiB:.0f} MiB on its own during a step"
+        text += (f"; MemAvailable moved by up to {quantity(worst, 'bytes')} on its own during a "
+                 "step"
                  + (", more than some per-instance drops: read that view with care"
                     if (np.abs(drop["value"]) < worst).any() else ""))
     stopped = _stops(frame)
@@ -218,7 +219,7 @@ def density_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path 
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # -- allocation ----------------------------------------------------------------------------------
@@ -271,7 +272,7 @@ def allocation_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Pa
     ax.set_ylabel("PSS / memory given (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -279,14 +280,3 @@ def allocation_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Pa
 
 def _of(rows: pd.DataFrame, runtime: str) -> np.ndarray:
     return rows.loc[rows["runtime"] == runtime, "value"].to_numpy(float)
-
-
-def _kib(value: float) -> str:
-    return f"{value / MiB:.1f} MiB" if value >= MiB else f"{value / 2**10:.0f} KiB"
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    FigureCanvasAgg(fig).print_png(str(path))
-    return path

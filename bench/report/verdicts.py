@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
+from bench.metrics import lookup
 from bench.report import isolation
 from bench.results import aggressor_column
 from bench.runtimes import traits_of
@@ -33,6 +34,8 @@ from bench.report.data import (
     memory_workload,
     runtime_label,
 )
+from bench.units import quantity
+from bench.workloads import STARTUP_PROBE, names_with_role, with_role
 
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
@@ -68,11 +71,11 @@ class Comparison:
     ratio: stats.Ratio
 
     def describe(self) -> str:
-        unit = _unit(self.metric)
+        unit = lookup(self.metric).unit
         ci = interval(self.ratio.ci_low, self.ratio.ci_high, self.ratio.n, lambda v: f"{v:.3g}")
         return (f"{self.runtime} / {self.reference}: {self.ratio.ratio:.3g}× {ci}; medians "
-                f"{_scaled(self.median, unit):.3g} vs {_scaled(self.reference_median, unit):.3g} "
-                f"{unit} (n {self.n} vs {self.reference_n}; {self.metric}, {self.workload})")
+                f"{quantity(self.median, unit)} vs {quantity(self.reference_median, unit)} "
+                f"(n {self.n} vs {self.reference_n}; {self.metric}, {self.workload})")
 
 
 @dataclass(frozen=True)
@@ -126,9 +129,9 @@ def table(verdicts: list[Verdict]) -> pd.DataFrame:
 
 def startup_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
     rows = _metric_rows(frame, "startup.ready_s")
-    noop = rows[rows["workload"] == "noop"]
-    # noop starts and stops and does nothing else; without it, pool what there is
-    rows, workload = (noop, "noop") if _both_sides_have(noop) else (rows, "all workloads pooled")
+    probe, name = _startup_probe(rows)
+    # the probe starts and stops and does nothing else; without it, pool what there is
+    rows, workload = (probe, name) if _both_sides_have(probe) else (rows, "all workloads pooled")
     return _container_vs_vm_verdict("Containers start faster than VMs", frame, rows,
                                     "startup.ready_s", workload,
                                     "time from launch to READY", emulated,
@@ -157,27 +160,35 @@ def memory_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
 
 
 def cpu_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
-    """On noop: the CPU it costs to start and stop an instance, and nothing else. A container
-    is charged what its engine spent for it too (cpu.total_seconds), which its own cgroup
-    does not see; runs recorded before that metric are judged on the cgroup alone and say so."""
+    """On the startup probe (noop): the CPU it costs to start and stop an instance, and
+    nothing else. A container is charged what its engine spent for it too
+    (cpu.total_seconds), which its own cgroup does not see; runs recorded before that
+    metric are judged on the cgroup alone and say so."""
     claim = "Containers use less CPU per instance than VMs"
-    hint = f"the noop workload of {BASE_SCENARIOS} measures it"
+    hint = (f"the {' or '.join(names_with_role(STARTUP_PROBE))} workload of {BASE_SCENARIOS} "
+            "measures it")
     total = _metric_rows(frame, "cpu.total_seconds")
     if not total.empty:
-        rows = total[total["workload"] == "noop"]
-        verdict = _container_vs_vm_verdict(claim, frame, rows, "cpu.total_seconds", "noop",
+        rows, name = _startup_probe(total)
+        verdict = _container_vs_vm_verdict(claim, frame, rows, "cpu.total_seconds", name,
                                            "CPU time to start and stop (the instance's cgroup, "
                                            "and for containers the engine's CPU for it)",
                                            emulated, hint)
         shared = _engine_shared(rows)
         return replace(verdict, notes=verdict.notes + shared) if shared else verdict
-    rows = _metric_rows(frame, "cpu.seconds")
-    verdict = _container_vs_vm_verdict(claim, frame, rows[rows["workload"] == "noop"],
-                                       "cpu.seconds", "noop",
+    rows, name = _startup_probe(_metric_rows(frame, "cpu.seconds"))
+    verdict = _container_vs_vm_verdict(claim, frame, rows, "cpu.seconds", name,
                                        "CPU time to start and stop (cpu.seconds)", emulated, hint)
     return replace(verdict, notes=verdict.notes + ("the engine's CPU (dockerd, containerd, shims) "
                                                    "was not recorded: containers look cheaper "
                                                    "than they are",))
+
+
+def _startup_probe(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """rows of the workloads that only start and stop (noop), and their names."""
+    probes = with_role(in_order(rows["workload"]), STARTUP_PROBE) if not rows.empty else []
+    names = probes or names_with_role(STARTUP_PROBE)  # named even where it did not run
+    return rows[rows["workload"].isin(probes)], ", ".join(names)
 
 
 def _engine_shared(rows: pd.DataFrame) -> tuple[str, ...]:
@@ -496,8 +507,8 @@ def storage_verdict(frame: pd.DataFrame) -> Verdict:
         median = float(np.median(_values(disk, runtime)))
         layer = _first_tag(disk[disk["runtime"] == runtime], "layer") or ""
         share = median / image_bytes if image_bytes else math.nan
-        notes.append(f"{runtime}: an idle instance adds {median / 2**10:.0f} KiB on disk "
-                     f"({layer}; {share:.2%} of the {image_bytes / MiB:.0f} MiB image)")
+        notes.append(f"{runtime}: an idle instance adds {quantity(median, 'bytes')} on disk "
+                     f"({layer}; {share:.2%} of the {quantity(image_bytes, 'bytes')} image)")
         if not share < SHARED_FRACTION:
             shared = False
     after = _metric_rows(frame, "storage.instance_disk_after_write_bytes")
@@ -511,8 +522,8 @@ def storage_verdict(frame: pd.DataFrame) -> Verdict:
         grown = _values(after, runtime)
         if len(grown):
             notes.append(f"{runtime}: after the writes the instance's disk holds "
-                         f"{np.median(grown) / MiB:.1f} MiB "
-                         f"(file written: {_first_tag(first, 'write_file_bytes') or 0:.0f} bytes)")
+                         f"{quantity(np.median(grown), 'bytes')} (file written: "
+                         f"{quantity(_first_tag(first, 'write_file_bytes') or 0, 'bytes')})")
     # Copy-on-write shows directly on disk: one 4 KiB write left the whole file in the layer.
     file_bytes = float(_first_tag(first, "write_file_bytes") or math.nan)
     copied = {r: float(np.median(_values(after, r))) >= 0.9 * file_bytes
@@ -604,17 +615,3 @@ def _settled(verdict: Verdict, smallest_n: int, vm_emulated: bool) -> Verdict:
 
 def _pairs(comparisons: list[Comparison]) -> str:
     return ", ".join(f"{c.runtime} vs {c.reference}" for c in comparisons)
-
-
-def _unit(metric: str) -> str:
-    if metric.endswith("_bytes"):
-        return "MiB"
-    if metric.endswith(("_s", ".seconds")):
-        return "s"
-    return "1/s" if metric.endswith("_per_s") else ""
-
-
-def _scaled(value: float, unit: str) -> float:
-    if math.isnan(value):
-        return value
-    return value / MiB if unit == "MiB" else value

@@ -1,0 +1,174 @@
+"""The metric registry: what each metric means (DESIGN.md §3, §6).
+
+One entry per metric name holds its unit, which way is better, whether a change of it can
+fail the gate, an absolute noise floor, a label for people, and whether the report's
+summary table shows it. The gate (compare.py) and the report read direction, gating,
+floors, labels and key metrics from here only.
+
+Who registers:
+- the metrics every instance or mode records (startup.*, mem.*, cpu.*, kernel.*,
+  density.*, storage.*, alloc.*, aggressor.*) are registered below: their producers
+  (runner, modes) are measurement code that need not know what the gate makes of them;
+- workload metrics are declared by the parsers that emit them (toolparsers.py) and
+  registered through the workload catalogue (workloads.py), which lookup() loads.
+
+A name nobody registered (a run recorded by an older or newer cvbench) is guessed from
+its name by guess(), here and nowhere else, with the rules the gate used before this
+registry existed, so old runs are judged as they always were.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+LOWER = "lower"
+HIGHER = "higher"
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    unit: str
+    better: str | None  # LOWER, HIGHER, or None: neither way is better (a count, an echo)
+    label: str
+    # A change can fail the gate: where it is the cell's main metric, or the thresholds
+    # file gates it. Only a metric with a better direction can be gated.
+    gated: bool = True
+    # In the metric's unit: a median that moved less than this is noise, whatever the
+    # relative change. None registered today: thresholds.toml's per-metric min_change is
+    # relative and machine-specific, so it stays in the thresholds file.
+    floor: float | None = None
+    key: bool = False  # a row of the report's summary table
+
+    def __post_init__(self):
+        if self.better not in (LOWER, HIGHER, None):
+            raise ValueError(f"{self.name}: better must be {LOWER!r}, {HIGHER!r} or None")
+        if self.gated and self.better is None:
+            raise ValueError(f"{self.name}: a metric without a better direction cannot be gated")
+
+    @property
+    def sign(self) -> int | None:
+        """What the gate reads: +1 higher is better, -1 lower is better, None not judged."""
+        if not self.gated:
+            return None
+        return +1 if self.better == HIGHER else -1
+
+
+def lower(name: str, unit: str, label: str, **more) -> MetricInfo:
+    """A cost: time, memory, disk. Gated unless told otherwise."""
+    return MetricInfo(name, unit, LOWER, label, **more)
+
+
+def higher(name: str, unit: str, label: str, **more) -> MetricInfo:
+    """A rate of work done. Gated unless told otherwise."""
+    return MetricInfo(name, unit, HIGHER, label, **more)
+
+
+def neither(name: str, unit: str, label: str) -> MetricInfo:
+    """Not a performance metric: an echo of the scenario, a count, what happened around
+    the measurement. Shown, never gated."""
+    return MetricInfo(name, unit, None, label, gated=False)
+
+
+_REGISTRY: dict[str, MetricInfo] = {}
+# Modules that register metrics when imported: the workload catalogue and its parsers
+PRODUCERS = ("bench.workloads",)
+
+
+def register(*infos: MetricInfo) -> tuple[MetricInfo, ...]:
+    """Add metrics; registering a name again is fine only with the same meaning."""
+    for info in infos:
+        known = _REGISTRY.setdefault(info.name, info)
+        if known != info:
+            raise ValueError(f"metric {info.name} registered twice, differently: {known} vs {info}")
+    return infos
+
+
+def registered() -> dict[str, MetricInfo]:
+    """Every registered metric, in the order registered."""
+    for module in PRODUCERS:
+        importlib.import_module(module)  # imported once; registers on import
+    return dict(_REGISTRY)
+
+
+def lookup(name: str) -> MetricInfo:
+    """The metric's meaning; for a name nobody registered, guess(name)."""
+    return registered().get(name) or guess(name)
+
+
+def guess(name: str) -> MetricInfo:
+    """An unregistered metric, read from its name as the gate did before the registry:
+    an aggressor's side is not judged; a name ending in _per_s is a rate (higher is
+    better); startup, memory and CPU, and names ending in _s or _bytes, are costs (lower
+    is better); anything else is not a performance metric."""
+    unit = "s" if name.endswith("_s") else "bytes" if name.endswith("_bytes") else ""
+    if name.startswith("aggressor."):
+        return neither(name, unit, name)
+    if name.endswith("_per_s"):
+        return higher(name, "1/s", name)
+    if name.startswith(("startup.", "mem.", "cpu.")) or name.endswith(("_s", "_bytes")):
+        return lower(name, unit, name)
+    return neither(name, unit, name)
+
+
+def key_metrics() -> list[MetricInfo]:
+    """The rows of the report's summary table, in the order registered."""
+    return [info for info in registered().values() if info.key]
+
+
+# -- the metrics every instance records (runner) ---------------------------------------------
+
+register(
+    lower("startup.ready_s", "s", "launch call to READY on the host", key=True),
+    lower("startup.exit_s", "s", "launch call to the instance gone", key=True),
+    lower("startup.spawn_s", "s", "process spawn"),
+    lower("startup.create_s", "s", "docker create"),
+    lower("startup.start_s", "s", "docker start"),
+    lower("startup.overlay_s", "s", "qcow2 overlay"),
+    lower("startup.vmm_s", "s", "QEMU spawn + QMP"),
+    lower("startup.guest_uptime_s", "s", "guest boot to READY (guest clock)"),
+    lower("mem.cgroup_bytes", "bytes", "cgroup working set", key=True),
+    lower("mem.cgroup_peak_bytes", "bytes", "cgroup peak usage"),
+    lower("mem.pss_bytes", "bytes", "PSS of host processes", key=True),
+    lower("mem.pss_peak_bytes", "bytes", "peak PSS of host processes"),
+    lower("mem.uss_bytes", "bytes", "USS of host processes"),
+    lower("mem.rss_bytes", "bytes", "RSS of host processes"),
+    lower("cpu.seconds", "s", "CPU time of the instance's cgroup", key=True),
+    lower("cpu.engine_seconds", "s", "CPU the engine spent for the instance, outside its cgroup"),
+    lower("cpu.total_seconds", "s", "CPU time of the instance and its engine"),
+    neither("kernel.shared_with_host", "1", "runs on the host's kernel (1) or its own (0)"),
+    neither("workload.exit_code", "1", "the workload's exit code"),
+    # Derived by the runner wherever a workload counts events: CPU per unit of work
+    lower("workload.cpu_s_per_kevent", "s", "CPU seconds per 1000 events"),
+)
+
+# -- density, storage, allocation, isolation (the modes) -------------------------------------
+
+register(
+    higher("density.reached_n", "1", "instances started before the host's memory floor"),
+    lower("density.kth_ready_s", "s", "startup of the k-th instance beside k-1 running"),
+    lower("density.all_ready_s", "s", "launch of N instances at once to the last READY"),
+    lower("density.concurrent_ready_median_s", "s", "median startup of N instances at once"),
+    lower("density.mem_available_drop_per_instance_bytes", "bytes",
+          "host MemAvailable drop per instance"),
+    lower("density.pss_per_instance_bytes", "bytes", "PSS per instance, summed over N"),
+    lower("density.cgroup_per_instance_bytes", "bytes", "cgroup working set per instance"),
+    neither("density.host_processes", "1", "host processes of the N instances"),
+    neither("density.background_drift_bytes", "bytes", "MemAvailable drift with nothing started"),
+    lower("storage.instance_disk_bytes", "bytes", "disk an idle instance adds"),
+    lower("storage.instance_disk_after_write_bytes", "bytes", "instance disk after the writes"),
+    lower("storage.first_write_s", "s", "first write into an image file"),
+    lower("storage.second_write_s", "s", "second write into the same file"),
+    # The full copy a VM would need without sharing: the host's disk, not the instance's
+    lower("storage.full_copy_bytes", "bytes", "a full copy of the image's disk", gated=False),
+    lower("storage.full_copy_s", "s", "time to copy the image's disk in full", gated=False),
+    lower("alloc.pss_bytes", "bytes", "PSS of the instance (allocation phase)"),
+    lower("alloc.cgroup_bytes", "bytes", "cgroup working set (allocation phase)"),
+    neither("alloc.paid_fraction", "1", "PSS over the memory given"),
+    # The aggressor's side of an isolation run: what the neighbour did, not the victim
+    neither("aggressor.running", "1", "aggressor still running at the victim's end"),
+    neither("aggressor.cpu_seconds", "s", "CPU the aggressor got"),
+    neither("aggressor.oom_kills", "1", "OOM kills in the aggressor"),
+    neither("aggressor.host_processes", "1", "host processes of the aggressor"),
+)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from bench.results import SKIPPED, Record
-
-MiB = 2**20
+from bench.units import quantity
 
 
 class ProgressBar:
@@ -39,10 +38,6 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def mib(value) -> str:
-    return "n/a" if value is None else f"{value / MiB:.1f} MiB"
-
-
 def summary_line(label: str, records: list[Record]) -> str:
     """One instance of a cell: how long to READY, its main metric, its PSS; or why it failed."""
     errors = [r.error for r in records if r.error and not r.metric.startswith("mem.")]
@@ -51,10 +46,10 @@ def summary_line(label: str, records: list[Record]) -> str:
     if errors:
         return f"  {label}: [red]failed[/red] {errors[0][:200]}"
     shown = {r.metric: (r.value, r.unit) for r in records}
-    parts = [f"ready {shown['startup.ready_s'][0]:.3f} s"]
+    parts = [f"ready {quantity(*shown['startup.ready_s'])}"]
     main = records[0].tags.get("main_metric") if records else None
     if main in shown and main.startswith("workload."):  # startup and PSS have their own
-        parts.append(f"{main.removeprefix('workload.')} {shown[main][0]:.4g} {shown[main][1]}")
+        parts.append(f"{main.removeprefix('workload.')} {quantity(*shown[main])}")
     if shown.get("mem.pss_bytes", (None,))[0]:
-        parts.append(f"PSS {shown['mem.pss_bytes'][0] / MiB:.1f} MiB")
+        parts.append(f"PSS {quantity(*shown['mem.pss_bytes'])}")
     return f"  {label}: " + ", ".join(parts)

@@ -20,10 +20,10 @@ from bench.measure import attempt
 from bench.modes.base import Mode, positive_ints
 from bench.params import Param
 from bench.runtimes import Limits
+from bench.units import MiB
 from bench.spec import Cell, Step
 
 CELL = "allocation"
-MiB = 2**20
 SETTLE_S = 2.0  # host waits this long into each idle spell of the guest before reading
 IDLE_S = 4  # each idle spell of the guest
 TOUCHED = "cvbench-touched"

@@ -24,16 +24,16 @@ from contextlib import ExitStack, nullcontext
 from bench.cleanup import ignore_signals_during
 from bench.collect.host import drop_caches, mem_available
 from bench.collect.processes import memory_of
-from bench.console import mib, say
+from bench.console import say
 from bench.errors import RuntimeFailure
 from bench.measure import Value
 from bench.modes.base import Mode, positive_ints
 from bench.params import Param
 from bench.runtimes import Limits
+from bench.units import MiB, quantity
 from bench.spec import Cell, Step
 
 CELL = "density"
-MiB = 2**20
 IDLE_COMMAND = "sleep 86400"  # idles until the host removes it
 SETTLE_S = 2.0  # after the last READY, before memory is read: let the guests quiet down
 
@@ -115,10 +115,11 @@ class Pile:
             values = self.memory_values(instances, before, n)
             self.save(rep, {"n": n}, *values)
             shown = {v.metric: v.value for v in values}
+            per = {view: quantity(shown.get(f"density.{metric}_per_instance_bytes"), "bytes")
+                   for view, metric in (("MemAvailable", "mem_available_drop"), ("PSS", "pss"),
+                                        ("cgroup", "cgroup"))}
             say(f"  {self.spec.name} N={n} rep {rep}: per instance "
-                f"{mib(shown.get('density.mem_available_drop_per_instance_bytes'))} (MemAvailable), "
-                f"{mib(shown.get('density.pss_per_instance_bytes'))} (PSS), "
-                f"{mib(shown.get('density.cgroup_per_instance_bytes'))} (cgroup)")
+                + ", ".join(f"{value} ({view})" for view, value in per.items()))
             estimate = max(v for v in (shown.get("density.mem_available_drop_per_instance_bytes"),
                                        shown.get("density.pss_per_instance_bytes"), 0) if v)
             if estimate:  # what was seen, with a margin, but never beyond the limit

@@ -28,10 +28,10 @@ from bench.modes.base import Mode, positive
 from bench.params import Param
 from bench.results import SKIPPED
 from bench.runtimes import Limits
+from bench.units import MiB
 from bench.spec import Cell, Step
 from bench.workloads import CATALOGUE
 
-MiB = 2**20
 
 
 class BelowFloor(Exception):

@@ -9,7 +9,6 @@ import pandas as pd
 
 from bench.runtimes import KINDS, traits_of
 from bench.stats import MIN_N_FOR_CI
-from bench.units import MiB  # noqa: F401  (the report's modules take it from here)
 from bench.workloads import LONG_LIVED, RESTING_FOOTPRINT, with_role
 
 def phases() -> dict[str, str]:

@@ -18,8 +18,8 @@ from matplotlib.ticker import FuncFormatter
 
 from bench import stats, units
 from bench.metrics import lookup
+from bench.units import MiB
 from bench.report.data import (
-    MiB,
     baseline_runtime,
     emulated_runtimes,
     in_order,

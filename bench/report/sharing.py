@@ -11,9 +11,9 @@ from matplotlib.figure import Figure
 
 from bench import stats
 from bench.report import isolation
-from bench.report.data import MiB, emulated_runtimes, in_order, metric_values, runtime_label
+from bench.report.data import emulated_runtimes, in_order, metric_values, runtime_label
 from bench.report.figures import DPI, save
-from bench.units import quantity
+from bench.units import MiB, quantity
 
 
 def sections(frame: pd.DataFrame, folder: Path, environment: dict | None = None) -> list[dict]:

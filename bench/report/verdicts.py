@@ -25,7 +25,6 @@ from bench.report import isolation
 from bench.results import aggressor_column
 from bench.runtimes import traits_of
 from bench.report.data import (
-    MiB,
     complete,
     emulated_runtimes,
     in_order,
@@ -34,7 +33,7 @@ from bench.report.data import (
     memory_workload,
     runtime_label,
 )
-from bench.units import quantity
+from bench.units import MiB, quantity
 from bench.workloads import STARTUP_PROBE, names_with_role, with_role
 
 SUPPORTED = "supported"

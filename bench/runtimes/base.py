@@ -19,7 +19,6 @@ from bench.images import GuestImage
 from bench.params import Param
 from bench.workloads import NO_NEEDS, Needs
 
-MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)

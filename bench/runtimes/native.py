@@ -9,7 +9,8 @@ from bench.agent import AGENT_PATH, LineReader
 from bench.collect.cgroups import Cgroup
 from bench.errors import UserError
 from bench.collect.host import du_bytes
-from bench.runtimes.base import MiB, Limits, ProcessInstance, Runtime, Traits, pipe_chunks, spawn
+from bench.runtimes.base import Limits, ProcessInstance, Runtime, Traits, pipe_chunks, spawn
+from bench.units import MiB
 from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
 
 # A private mount namespace only, so the mounts below never reach the host's mount table;

@@ -24,8 +24,9 @@ from bench.collect.cgroups import Cgroup, cgroup_version
 from bench.collect.host import du_bytes
 from bench.errors import UserError
 from bench.params import Param
-from bench.runtimes.base import (MiB, Limits, ProcessInstance, Runtime, Traits, command_version,
+from bench.runtimes.base import (Limits, ProcessInstance, Runtime, Traits, command_version,
                                  on_own_kernel, pipe_chunks, spawn)
+from bench.units import MiB
 from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
 
 # What Docker grants a container by default: the same privileges as the docker runtime's.

@@ -21,8 +21,9 @@ from bench.images import CACHE
 from bench.params import Param
 from bench.results import host_boot_id, running_under_hypervisor
 from bench.collect.host import run_text
-from bench.runtimes.base import (MiB, Limits, ProcessInstance, Runtime, Traits, command_version,
+from bench.runtimes.base import (Limits, ProcessInstance, Runtime, Traits, command_version,
                                  pipe_chunks, run_tool, spawn)
+from bench.units import MiB
 from bench.workloads import NO_NEEDS, Needs
 
 QEMU = "qemu-system-x86_64"

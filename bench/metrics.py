@@ -5,12 +5,14 @@ fail the gate, an absolute noise floor, a label for people, and whether the repo
 summary table shows it. The gate (compare.py) and the report read direction, gating,
 floors, labels and key metrics from here only.
 
-Who registers:
+Who registers (with bench/meaning.py):
 - the metrics every instance or mode records (startup.*, mem.*, cpu.*, kernel.*,
   density.*, storage.*, alloc.*, aggressor.*) are registered below: their producers
-  (runner, modes) are measurement code that need not know what the gate makes of them;
+  (measure, modes) are measurement code that need not know what the gate makes of them;
 - workload metrics are declared by the parsers that emit them (toolparsers.py) and
-  registered through the workload catalogue (workloads.py), which lookup() loads.
+  registered by the workload catalogue (workloads.py);
+- each runtime kind's startup phases come from its traits (bench/runtimes/).
+This module imports them all, so what it answers is complete.
 
 A name nobody registered (a run recorded by an older or newer cvbench) is guessed from
 its name by guess(), here and nowhere else, with the rules the gate used before this
@@ -19,77 +21,12 @@ registry existed, so old runs are judged as they always were.
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
+from bench import workloads  # noqa: F401  (importing the catalogue registers its metrics)
+from bench.meaning import (HIGHER, LOWER, MetricInfo, higher, lower, neither, register,
+                           registered)
+from bench.runtimes import KINDS
 
-LOWER = "lower"
-HIGHER = "higher"
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    name: str
-    unit: str
-    better: str | None  # LOWER, HIGHER, or None: neither way is better (a count, an echo)
-    label: str
-    # A change can fail the gate: where it is the cell's main metric, or the thresholds
-    # file gates it. Only a metric with a better direction can be gated.
-    gated: bool = True
-    # In the metric's unit: a median that moved less than this is noise, whatever the
-    # relative change. None registered today: thresholds.toml's per-metric min_change is
-    # relative and machine-specific, so it stays in the thresholds file.
-    floor: float | None = None
-    key: bool = False  # a row of the report's summary table
-
-    def __post_init__(self):
-        if self.better not in (LOWER, HIGHER, None):
-            raise ValueError(f"{self.name}: better must be {LOWER!r}, {HIGHER!r} or None")
-        if self.gated and self.better is None:
-            raise ValueError(f"{self.name}: a metric without a better direction cannot be gated")
-
-    @property
-    def sign(self) -> int | None:
-        """What the gate reads: +1 higher is better, -1 lower is better, None not judged."""
-        if not self.gated:
-            return None
-        return +1 if self.better == HIGHER else -1
-
-
-def lower(name: str, unit: str, label: str, **more) -> MetricInfo:
-    """A cost: time, memory, disk. Gated unless told otherwise."""
-    return MetricInfo(name, unit, LOWER, label, **more)
-
-
-def higher(name: str, unit: str, label: str, **more) -> MetricInfo:
-    """A rate of work done. Gated unless told otherwise."""
-    return MetricInfo(name, unit, HIGHER, label, **more)
-
-
-def neither(name: str, unit: str, label: str) -> MetricInfo:
-    """Not a performance metric: an echo of the scenario, a count, what happened around
-    the measurement. Shown, never gated."""
-    return MetricInfo(name, unit, None, label, gated=False)
-
-
-_REGISTRY: dict[str, MetricInfo] = {}
-# Modules that register metrics when imported: the workload catalogue and its parsers
-PRODUCERS = ("bench.workloads",)
-
-
-def register(*infos: MetricInfo) -> tuple[MetricInfo, ...]:
-    """Add metrics; registering a name again is fine only with the same meaning."""
-    for info in infos:
-        known = _REGISTRY.setdefault(info.name, info)
-        if known != info:
-            raise ValueError(f"metric {info.name} registered twice, differently: {known} vs {info}")
-    return infos
-
-
-def registered() -> dict[str, MetricInfo]:
-    """Every registered metric, in the order registered."""
-    for module in PRODUCERS:
-        importlib.import_module(module)  # imported once; registers on import
-    return dict(_REGISTRY)
+__all__ = ["HIGHER", "LOWER", "MetricInfo", "guess", "key_metrics", "lookup", "registered"]
 
 
 def lookup(name: str) -> MetricInfo:
@@ -113,21 +50,17 @@ def guess(name: str) -> MetricInfo:
 
 
 def key_metrics() -> list[MetricInfo]:
-    """The rows of the report's summary table, in the order registered."""
-    return [info for info in registered().values() if info.key]
+    """The rows of the report's summary table: every instance's first, then the others in
+    the order registered."""
+    ordered = {info.name: info for info in (*EVERY_INSTANCE, *registered().values())}
+    return [info for info in ordered.values() if info.key]
 
 
-# -- the metrics every instance records (runner) ---------------------------------------------
+# -- the metrics every instance records (measure) --------------------------------------------
 
-register(
+EVERY_INSTANCE = register(
     lower("startup.ready_s", "s", "launch call to READY on the host", key=True),
     lower("startup.exit_s", "s", "launch call to the instance gone", key=True),
-    lower("startup.spawn_s", "s", "process spawn"),
-    lower("startup.create_s", "s", "docker create"),
-    lower("startup.start_s", "s", "docker start"),
-    lower("startup.overlay_s", "s", "qcow2 overlay"),
-    lower("startup.vmm_s", "s", "QEMU spawn + QMP"),
-    lower("startup.guest_uptime_s", "s", "guest boot to READY (guest clock)"),
     lower("mem.cgroup_bytes", "bytes", "cgroup working set", key=True),
     lower("mem.cgroup_peak_bytes", "bytes", "cgroup peak usage"),
     lower("mem.pss_bytes", "bytes", "PSS of host processes", key=True),
@@ -172,3 +105,8 @@ register(
     neither("aggressor.oom_kills", "1", "OOM kills in the aggressor"),
     neither("aggressor.host_processes", "1", "host processes of the aggressor"),
 )
+
+# -- each runtime kind's startup phases --------------------------------------------------------
+
+register(*(lower(metric, "s", label)
+           for kind in KINDS.values() for metric, label in kind.traits.phases))

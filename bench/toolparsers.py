@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from bench.metrics import higher, lower, neither
+from bench.meaning import higher, lower, neither
 from bench.units import MiB
 
 

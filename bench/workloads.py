@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from bench.hostclient import connection_refused
-from bench.metrics import MetricInfo, neither, register
+from bench.meaning import MetricInfo, neither, register
 from bench.params import Param
 from bench.toolparsers import (
     DD_SYSCALL_METRICS,

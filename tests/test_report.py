@@ -235,3 +235,17 @@ def test_skipped_cell_is_listed_not_failed(workloads_dir):
 ])
 def test_slowdown_bands_follow_the_metric_direction(metric, ratio, band):
     assert overhead.band(overhead.slowdown(metric, ratio)) == band
+
+
+# -- a mode's run: density, recorded before records carried a schema (tests/golden/run_density)
+
+
+def test_a_density_run_shows_its_section_not_an_empty_summary(golden, tmp_path):
+    target = tmp_path / "run_density"
+    shutil.copytree(golden / "run_density", target)
+    text = build_report(target).read_text()
+    assert re.findall(r"<h2>([^<]+)</h2>", text) == ["Claims", "Density", "Environment"]
+    # 4 instances of each runtime at once: its finding names every runtime at N=4
+    assert re.search(r"Finding:</strong> per idle instance the host paid \(PSS\) .* for qemu "
+                     r"\(emulated\) \(N=4\)", text)
+    assert (target / "figures" / "density.png").stat().st_size > 10_000

@@ -249,7 +249,8 @@ def summary_cells(frame: pd.DataFrame, baseline: str | None, emulated: set[str])
             native = counted[(counted["workload"] == workload) & (counted["runtime"] == baseline)]
             rows = [metric_row(info.name, mine, native, runtime == baseline)
                     for info in key_metrics() if (mine["metric"] == info.name).any()]
-            cells.append({"name": f"{workload}@{runtime_label(runtime, emulated)}", "rows": rows})
+            if rows:  # a mode's cell (density@runc) has its own section instead
+                cells.append({"name": f"{workload}@{runtime_label(runtime, emulated)}", "rows": rows})
     return cells
 
 

@@ -38,6 +38,7 @@ from bench import metrics, stats, units
 from bench.errors import UserError
 from bench.params import Param
 from bench.results import SKIPPED
+from bench.runtimes import is_bare_process
 
 # Tags whose values make another condition of the same cell
 CONDITION_TAGS = ("aggressor", "n", "k", "phase", "memory_mib", "touch_mib")
@@ -213,10 +214,10 @@ def _reference(found: dict[tuple[str, str], Sample], key: tuple[str, str],
     key's metric is compared as an overhead; None for a native cell itself, or where the
     run has none."""
     sample, metric = found[key], key[1]
-    if sample.kind == "native" or basis(metric, thresholds) != "native":
+    if is_bare_process(sample.kind) or basis(metric, thresholds) != "native":
         return None
     for other_key, other in found.items():
-        if (other_key[1] == metric and other.kind == "native" and other.workload == sample.workload
+        if (other_key[1] == metric and is_bare_process(other.kind) and other.workload == sample.workload
                 and other.condition == sample.condition):
             return other_key
     return None

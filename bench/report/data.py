@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from bench.runtimes import KINDS, traits_of
+from bench.runtimes import KINDS, is_bare_process, traits_of
 from bench.stats import MIN_N_FOR_CI
 from bench.workloads import LONG_LIVED, RESTING_FOOTPRINT, with_role
 
@@ -72,8 +72,7 @@ def baseline_runtime(frame: pd.DataFrame) -> str | None:
     """The first runtime that is a bare process: the reference every ratio is taken against."""
     if frame.empty or "kind" not in frame:
         return None
-    native = frame[frame["kind"].map(lambda kind: getattr(traits_of(kind), "isolation", None))
-                   == "process"]
+    native = frame[frame["kind"].map(is_bare_process)]
     return native["runtime"].iloc[0] if not native.empty else None
 
 

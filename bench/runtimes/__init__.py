@@ -19,4 +19,11 @@ def traits_of(kind: str, options: dict | None = None) -> Traits | None:
     return cls.traits_for(options or {}) if cls else None
 
 
-__all__ = ["KINDS", "Instance", "Limits", "RunContext", "Runtime", "Traits", "traits_of"]
+def is_bare_process(kind: str) -> bool:
+    """A kind that runs the workload as a plain host process: the baseline of overheads."""
+    traits = traits_of(kind)
+    return traits is not None and traits.isolation == "process"
+
+
+__all__ = ["KINDS", "Instance", "Limits", "RunContext", "Runtime", "Traits", "is_bare_process",
+           "traits_of"]

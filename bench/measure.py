@@ -87,9 +87,7 @@ def measure_cell(session, runtime: Runtime, step: Step, extra_tags: dict) -> tup
     workload = CATALOGUE[cell.workload.workload]
     params = workload.resolve(cell.workload.params, quick=scenario.quick)
     needs = workload.needs(params)
-    tags = {"cpus": scenario.cpus, "memory_mib": scenario.memory_mib,
-            "host_shape": session.host["host_shape"], **runtime.tags(),
-            **{f"param.{k}": v for k, v in params.items()}, **extra_tags}
+    tags = {**runtime.tags(), **{f"param.{k}": v for k, v in params.items()}, **extra_tags}
     main = workload.main_metric(params)
     if main:
         tags["main_metric"] = main

@@ -90,12 +90,16 @@ class Session:
         return f"cvbench-{self.run_id.lower()}-{self._seq}"
 
     def record(self, step: Step, tags: dict, value: Value) -> Record:
+        """A record of one value. Every record carries the run's limits and host shape; the
+        mode's tags (an instance's own memory size, say) and the value's own come over them."""
         cell = step.cell
+        base = {"cpus": self.scenario.cpus, "memory_mib": self.scenario.memory_mib,
+                "host_shape": self.host["host_shape"]}
         return Record(run=self.run_id, scenario=self.scenario.name, cell=cell.name,
                       workload=cell.workload.name, runtime=cell.runtime.name, kind=cell.runtime.kind,
                       rep=step.rep, warmup=step.warmup, metric=value.metric, value=value.value,
                       unit=value.unit, t=time.time(), image=self.image.digest,
-                      tags={**tags, **value.tags}, error=value.error)
+                      tags={**base, **tags, **value.tags}, error=value.error)
 
     def save(self, step: Step, tags: dict, values: list[Value]) -> list[Record]:
         """Make records of values and store them at once (flushed: nothing lost)."""

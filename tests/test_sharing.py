@@ -213,11 +213,14 @@ def test_an_unusable_runtime_of_a_mode_scenario_leaves_a_record(tmp_path):
     session = Session(load_scenario("scenarios/density.toml"), tmp_path / "run", report=False)
     session.unusable["qemu"] = "qemu-system-x86_64 not found"
     session.context = type("Context", (), {"image": type("Image", (), {"digest": "sha256:x"})})()
+    session.environment = {"host": {"host_shape": "host"}}
     session._record_unusable()
     session.store.close()
     kept = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     assert [(r["cell"], r["value"], r["error"]) for r in kept] == [
         ("density@qemu", None, "qemu-system-x86_64 not found")]
+    # like every record, it carries the run's limits and the host's shape
+    assert kept[0]["tags"] == {"cpus": 1, "memory_mib": 256, "host_shape": "host"}
 
 
 def test_memory_claim_judged_on_a_density_run():

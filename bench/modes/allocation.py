@@ -74,7 +74,7 @@ def one_instance(session, runtime, size: int, wanted_touch_mib: int):
     """One instance given size MiB, read idle and after touch+free: (its tags, its outcome)."""
     scenario = session.scenario
     touch = touch_mib(size, wanted_touch_mib)
-    tags = {"cpus": scenario.cpus, "memory_mib": size, "touch_mib": touch, **runtime.tags()}
+    tags = {"memory_mib": size, "touch_mib": touch, **runtime.tags()}
     with attempt("alloc.pss_bytes", "bytes") as outcome:
         with runtime.running(command(touch), Limits(scenario.cpus, size),
                              session.instance_name()) as inst:

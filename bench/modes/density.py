@@ -72,8 +72,7 @@ class Pile:
         self.floor = floor_mib * MiB
         # Until measured, the next instance may take all it is allowed (a VM: guest + VMM).
         self.estimate = (scenario.memory_mib + runtime.memory_overhead_mib()) * MiB
-        self.tags = {"cpus": scenario.cpus, "memory_mib": scenario.memory_mib,
-                     "memory_floor_mib": floor_mib, **runtime.tags()}
+        self.tags = {"memory_floor_mib": floor_mib, **runtime.tags()}
 
     def save(self, rep: int, tags: dict, *values: Value) -> list:
         return self.session.save(Step(self.cell, rep, False), {**self.tags, **tags}, list(values))

@@ -94,8 +94,7 @@ class Storage(Mode):
         guest_path, file_bytes = largest_file(image.root)
         usable = session.usable()
         session.announce(f"first/second write into {guest_path} ({file_bytes / 2**20:.1f} MiB)")
-        tags = {"cpus": scenario.cpus, "memory_mib": scenario.memory_mib,
-                "write_file": guest_path, "write_file_bytes": file_bytes,
+        tags = {"write_file": guest_path, "write_file_bytes": file_bytes,
                 "image_disk_bytes": du_bytes(image.disk)}
         for spec, runtime in usable:
             if runtime.traits.isolation == "vm":

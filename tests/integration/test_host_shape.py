@@ -32,6 +32,11 @@ oci_runtime = "runc"
 [runtimes.crun]
 kind = "docker"
 oci_runtime = "crun"
+[runtimes.oci-runc]
+kind = "oci"
+[runtimes.oci-crun]
+kind = "oci"
+oci_runtime = "crun"
 [workloads.cpu]
 seconds = 1
 """
@@ -71,7 +76,8 @@ def test_environment_says_the_shape_of_this_host(shape):
 
 def test_every_runtime_is_measured_from_its_cgroup(shape):
     result, _, rows = shape
-    runtimes = ["native", "runc"] + (["qemu"] if VMS else []) + (["crun"] if CRUN_WORKS else [])
+    runtimes = ["native", "runc", "oci-runc"] + (["qemu"] if VMS else []) \
+        + (["crun", "oci-crun"] if CRUN_WORKS else [])
     for runtime in runtimes:
         values = {}
         for r in rows:
@@ -89,6 +95,8 @@ def test_every_runtime_is_measured_from_its_cgroup(shape):
     if not CRUN_WORKS:  # recorded as failed, with crun's reason, and the run went on
         crun = [r for r in rows if r["runtime"] == "crun"]
         assert crun and all(r["value"] is None and r["error"] for r in crun)
+        oci_crun = [r for r in rows if r["runtime"] == "oci-crun"]  # unusable: said before launch
+        assert oci_crun and all(r["value"] is None and "hybrid" in r["error"] for r in oci_crun)
 
 
 @pytest.mark.skipif(not VMS, reason="VMs left out (CVBENCH_NO_VMS=1)")

@@ -24,7 +24,7 @@ from __future__ import annotations
 from bench import workloads  # noqa: F401  (importing the catalogue registers its metrics)
 from bench.meaning import (HIGHER, LOWER, MetricInfo, higher, lower, neither, register,
                            registered)
-from bench.runtimes import KINDS
+from bench.runtimes import phase_labels
 
 __all__ = ["HIGHER", "LOWER", "MetricInfo", "guess", "key_metrics", "lookup", "registered"]
 
@@ -108,5 +108,4 @@ register(
 
 # -- each runtime kind's startup phases --------------------------------------------------------
 
-register(*(lower(metric, "s", label)
-           for kind in KINDS.values() for metric, label in kind.traits.phases))
+register(*(lower(metric, "s", label) for metric, label in phase_labels().items()))

@@ -36,7 +36,7 @@ def test_no_docker_engine_names_the_socket(monkeypatch):
 def test_doctor_says_which_runtimes_are_usable():
     from bench.doctor import Check, runtime_lines
 
-    names = ("root", "cgroups", "guest image", "mke2fs", "docker", "runsc", "runc",
+    names = ("root", "cgroups", "guest image", "mke2fs", "docker", "runsc", "runc", "podman",
              "qemu-system-x86_64", "qemu-img", "kvm")
     results = [Check(n, n not in ("runsc", "kvm"), "") for n in names]
     lines = runtime_lines(results)

@@ -12,7 +12,7 @@ from bench.modes import MODES
 from bench.modes.base import Mode
 from bench.params import Param
 from bench.report import data, verdicts
-from bench.runtimes import KINDS, Runtime, Traits, traits_of
+from bench.runtimes import KINDS, Runtime, Traits, phase_labels, traits_of
 from bench.scenario import load_scenario
 
 PACKAGE = Path(__file__).parent.parent / "bench"
@@ -93,6 +93,8 @@ def test_every_runtime_kind_declares_what_it_is():
     gvisor = traits_of("docker", {"oci_runtime": "runsc"})
     assert (gvisor.isolation, gvisor.shares_host_kernel, gvisor.side) == ("sandbox", False, "container")
     assert traits_of("firecracker") is None  # a record from a newer cvbench still loads
+    # kinds that share a phase metric share its label in the registry and the figure
+    assert phase_labels()["startup.create_s"] == "docker create / podman create"
 
 
 class Jail(Runtime):
@@ -139,8 +141,8 @@ def test_a_new_runtime_kind_and_mode_are_found_everywhere(tmp_path, registered):
     with pytest.raises(Exception, match="mode.size: a burst is 2 or more"):
         load_scenario(scenario)
     # the report asks the traits: its phase, and the container side of the claims
-    assert dict(data.phases()).get("startup.jail_s") == "jail setup"
-    assert data.sequential_phases("jail") == ("startup.jail_s",)
+    assert data.phases().get("jail setup") == "startup.jail_s"
+    assert data.sequential_phases("jail") == (("startup.jail_s", "jail setup"),)
     rows = pd.DataFrame({"runtime": ["j", "vm"], "kind": ["jail", "qemu"]})
     assert verdicts.runtimes_on_side(rows, verdicts.CONTAINER) == ["j"]
     needed = {name for kind in KINDS.values() for needs in kind.HOST_NEEDS.values() for name in needs}

@@ -11,15 +11,18 @@ from bench.runtimes import KINDS, is_bare_process, traits_of
 from bench.stats import MIN_N_FOR_CI
 from bench.workloads import LONG_LIVED, RESTING_FOOTPRINT, with_role
 
+
 def phases() -> dict[str, str]:
-    """What each startup phase measures, every kind's, in the order it happens (DESIGN.md §5.3)."""
-    return {metric: label for kind in KINDS.values() for metric, label in kind.traits.phases}
+    """Each kind's startup phases, in the order they happen (DESIGN.md §5.3): what a phase
+    covers, every kind's own label once -> its metric."""
+    return {label: metric for kind in KINDS.values() for metric, label in kind.traits.phases}
 
 
-def sequential_phases(kind: str) -> tuple[str, ...]:
-    """The phases a kind of runtime goes through one after another, in order."""
+def sequential_phases(kind: str) -> tuple[tuple[str, str], ...]:
+    """(metric, label) of the phases a kind of runtime goes through one after another."""
     traits = traits_of(kind)
-    return tuple(metric for metric, _ in traits.phases) if traits else ()
+    return traits.phases if traits else ()
+
 
 # Where an instance's memory settles, best first: at rest, else busy for seconds.
 MEMORY_ROLES = (RESTING_FOOTPRINT, LONG_LIVED)

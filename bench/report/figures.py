@@ -74,16 +74,16 @@ def phases_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     magnitude, and on a shared axis the fast runtimes' phases would be invisible.
     """
     rows, labels = measured(frame), phases()
-    if rows.empty or not rows["metric"].isin(labels).any():
+    if rows.empty or not rows["metric"].isin(labels.values()).any():
         return None
     emulated = emulated_runtimes(frame)
     runtimes = [r for r in in_order(frame["runtime"])
-                if ((rows["runtime"] == r) & rows["metric"].isin(labels)).any()]
+                if ((rows["runtime"] == r) & rows["metric"].isin(labels.values())).any()]
     height = max(SIZE[1], 1.5 + 0.8 * len(runtimes))
     fig = Figure(figsize=(SIZE[0], height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(runtimes), 1, squeeze=False)[:, 0]
-    colours = dict(zip(labels.values(), _colours(len(labels))))
+    colours = dict(zip(labels, _colours(len(labels))))
     legend: dict[str, object] = {}
     for ax, runtime in zip(axes, runtimes):
         mine = rows[rows["runtime"] == runtime]
@@ -103,7 +103,7 @@ def phases_figure(frame: pd.DataFrame, path: Path) -> Path | None:
         ax.grid(axis="x", alpha=0.3)
     axes[-1].set_xlabel("time since the launch call (each row on its own scale; medians, "
                         "all workloads)")
-    names = [n for n in [*labels.values(), REST_LABEL] if n in legend]  # in the order they happen
+    names = [n for n in [*labels, REST_LABEL] if n in legend]  # in the order they happen
     fig.legend([legend[n] for n in names], names, loc="outside lower center", ncols=3, fontsize=8)
     fig.suptitle("Startup phases per runtime")
     return save(fig, path)
@@ -113,8 +113,7 @@ def phase_segments(medians: dict, kind: str) -> list[tuple[str, float]]:
     """(label, seconds) stacked from the launch call: the phases of this kind of runtime
     that follow one another (overlapping ones would run the bar past READY), then the rest
     until READY."""
-    labels = phases()
-    segments = [(labels[m], medians[m]) for m in sequential_phases(kind) if m in medians]
+    segments = [(label, medians[m]) for m, label in sequential_phases(kind) if m in medians]
     ready = medians.get("startup.ready_s")
     covered = sum(width for _, width in segments)
     if ready is not None and ready > covered:

@@ -264,11 +264,11 @@ class ProcessInstance(Instance):
         self.remove_scratch()
 
 
-def spawn(argv: list[str]) -> subprocess.Popen:
+def spawn(argv: list[str], env: dict | None = None) -> subprocess.Popen:
     """Start a process in its own session so a terminal Ctrl-C reaches cvbench, which
     then cleans up, rather than killing the instance under the measurement."""
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
 def pipe_chunks(process: subprocess.Popen):

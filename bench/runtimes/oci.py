@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.agent import AGENT_PATH, LineReader
-from bench.collect.cgroups import Cgroup, cgroup_version
+from bench.collect.cgroups import ROOT, Cgroup, cgroup_version
 from bench.collect.host import du_bytes
 from bench.errors import UserError
 from bench.params import Param
@@ -54,6 +54,14 @@ class OciInstance(ProcessInstance):
                 except subprocess.TimeoutExpired:
                     pass
         super().close()
+
+
+def refuse_crun_on_hybrid(kind: str, oci_runtime: str) -> None:
+    """crun runs on cgroup v2 or pure v1, never on a hybrid host: say so before a launch."""
+    if oci_runtime == "crun" and cgroup_version() == 1 and (ROOT / "unified").exists():
+        raise UserError(f"{kind}: crun does not run on a hybrid cgroup v1 host (\"cgroups in "
+                        "hybrid mode not supported\")",
+                        fix="boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2)")
 
 
 def bundle_config(command: str, instance: str, cgroups_path: str, network: bool,
@@ -135,10 +143,7 @@ class OciRuntime(Runtime):
                                             else None)
         if self.binary is None:
             raise UserError(f"oci: {oci} not found", fix=f"apt-get install {oci}")
-        if oci == "crun" and cgroup_version() == 1 and Path("/sys/fs/cgroup/unified").exists():
-            raise UserError("oci: crun does not run on a hybrid cgroup v1 host (\"cgroups in "
-                            "hybrid mode not supported\")",
-                            fix="boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2)")
+        refuse_crun_on_hybrid(self.kind, oci)
 
     def control(self, instance: str, network: str) -> list[str]:
         """The OCI runtime with its global flags: a state folder of the instance's own."""

@@ -42,6 +42,13 @@ def container_ids(run_id: str, running_only: bool = False) -> list[str]:
     return subprocess.run(argv, capture_output=True, text=True).stdout.split()
 
 
+def podman_ids(run_id: str, running_only: bool = False) -> list[str]:
+    argv = ["podman", "ps", "-q", "--filter", f"label=cvbench.run={run_id}"]
+    if not running_only:
+        argv.insert(2, "-a")
+    return subprocess.run(argv, capture_output=True, text=True).stdout.split()
+
+
 def oci_pids(run_id: str) -> list[int]:
     """OCI runtime processes (runc, runsc) of this run: their state folder is in its scratch."""
     state = str(WORKDIR / run_id)
@@ -56,6 +63,7 @@ def leftovers(run_id: str) -> list[str]:
     found += [f"container {c}" for c in container_ids(run_id)]
     found += [f"qemu pid {pid}" for pid in vm_pids(run_id)]
     found += [f"oci runtime pid {pid}" for pid in oci_pids(run_id)]
+    found += [f"podman container {c}" for c in podman_ids(run_id)]
     bases = [ROOT / "cvbench"] if cgroup_version() == 2 else [ROOT / c / "cvbench" for c in V1_CONTROLLERS]
     found += [f"cgroup {b / run_id}" for b in bases if (b / run_id).exists()]
     found += [f"tap device {tap}" for tap in tap_devices()]

@@ -7,7 +7,8 @@ import signal
 
 import pytest
 
-from .helpers import container_ids, cvbench, interrupt_run, leftovers, oci_pids, records, vm_pids
+from .helpers import (container_ids, cvbench, interrupt_run, leftovers, oci_pids, podman_ids, records,
+                      vm_pids)
 
 pytestmark = pytest.mark.integration
 
@@ -57,14 +58,20 @@ def _running_container(run_id):
     return bool(container_ids(run_id, running_only=True))
 
 
+def _running_podman(run_id):
+    """a Podman container of this run to be running"""
+    return bool(podman_ids(run_id, running_only=True))
+
+
 def _running_oci(run_id):
     """an OCI runtime (runc or runsc on a bundle) of this run to be running"""
     return bool(oci_pids(run_id))
 
 
 @pytest.mark.parametrize("sig, busy", [(signal.SIGINT, _running_vm), (signal.SIGTERM, _running_container),
-                                       (signal.SIGINT, _running_oci)],
-                         ids=["sigint-during-vm", "sigterm-during-container", "sigint-during-oci"])
+                                       (signal.SIGINT, _running_podman), (signal.SIGINT, _running_oci)],
+                         ids=["sigint-during-vm", "sigterm-during-container", "sigint-during-podman",
+                              "sigint-during-oci"])
 def test_signal_mid_run_cleans_up_and_keeps_records(tmp_path, sig, busy):
     out = tmp_path / "run"
     code, output, _ = interrupt_run(["scenarios/smoke.toml"], out, busy, sig)

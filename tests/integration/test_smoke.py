@@ -1,5 +1,5 @@
 """scenarios/smoke.toml end to end on the real engines: native, runc, runsc (Docker),
-runc and runsc on a bundle with no engine (oci), and qemu."""
+runc under Podman, runc and runsc on a bundle with no engine (oci), and qemu."""
 
 import json
 import re
@@ -9,7 +9,7 @@ import pytest
 from .helpers import leftovers, records
 
 pytestmark = pytest.mark.integration
-RUNTIMES = ("native", "runc", "runsc", "oci-runc", "oci-runsc", "qemu")
+RUNTIMES = ("native", "runc", "runsc", "podman", "oci-runc", "oci-runsc", "qemu")
 REQUIRED = ("startup.ready_s", "startup.exit_s", "mem.cgroup_bytes", "mem.pss_bytes", "cpu.seconds")
 
 

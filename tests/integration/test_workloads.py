@@ -1,13 +1,13 @@
 """scenarios/smoke.toml on the real engines, workload by workload: every workload in
-native, runc, runsc, oci-runc, oci-runsc and qemu leaves its main metric, or an error that says why, on both
-network paths for the serving ones."""
+native, runc, runsc, podman, oci-runc, oci-runsc and qemu leaves its main metric, or an
+error that says why, on both network paths for the serving ones."""
 
 import pytest
 
 from .helpers import records
 
 pytestmark = pytest.mark.integration
-RUNTIMES = ("native", "runc", "runsc", "oci-runc", "oci-runsc", "qemu")
+RUNTIMES = ("native", "runc", "runsc", "podman", "oci-runc", "oci-runsc", "qemu")
 # Guest-only workloads: every runtime can run them, so each must have a value.
 GUEST_ONLY = ("cpu", "memory", "syscall", "fork", "disk", "disk-volume")
 SERVING = ("net", "net-direct", "redis", "rr", "rr-direct")
@@ -79,7 +79,8 @@ def test_kernel_sharing_by_boot_id(run):
     _, rows = run
     shared = {r["runtime"]: (r["value"], r["tags"]["boot_id"]) for r in rows
               if r["cell"] == f"noop@{r['runtime']}" and r["metric"] == "kernel.shared_with_host"}
-    assert shared["native"] == shared["runc"] == shared["oci-runc"] == (1.0, host_boot_id())
+    assert shared["native"] == shared["runc"] == shared["podman"] == shared["oci-runc"] \
+        == (1.0, host_boot_id())
     assert shared["runsc"][0] == shared["oci-runsc"][0] == shared["qemu"][0] == 0.0
     assert host_boot_id() not in (shared["runsc"][1], shared["oci-runsc"][1], shared["qemu"][1])
 

@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from bench import stats, units
 from bench.metrics import key_metrics, lookup
-from bench.report import figures, overhead, sharing, verdicts
+from bench.report import figures, overhead, published, sharing, verdicts
 from bench.report.data import (
     baseline_runtime,
     complete,
@@ -80,6 +80,7 @@ def build_report(directory: Path) -> Path:
     context["min_n_claim"] = verdicts.MIN_N_CLAIM
     context["workloads"] = workload_sections(alone, context, directory / FIGURES_DIR)
     context["sections"] = sharing.sections(frame, directory / FIGURES_DIR, environment)
+    context["published"] = published.published_rows(alone, environment)
     template = Environment(loader=FileSystemLoader(TEMPLATES),
                            autoescape=select_autoescape(["html"])).get_template(REPORT)
     page = template.render(**context)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +44,8 @@ def container_ids(run_id: str, running_only: bool = False) -> list[str]:
 
 
 def podman_ids(run_id: str, running_only: bool = False) -> list[str]:
+    if not shutil.which("podman"):  # a host without Podman (the lab) has none to leave
+        return []
     argv = ["podman", "ps", "-q", "--filter", f"label=cvbench.run={run_id}"]
     if not running_only:
         argv.insert(2, "-a")

@@ -56,14 +56,6 @@ class OciInstance(ProcessInstance):
         super().close()
 
 
-def refuse_crun_on_hybrid(kind: str, oci_runtime: str) -> None:
-    """crun runs on cgroup v2 or pure v1, never on a hybrid host: say so before a launch."""
-    if oci_runtime == "crun" and cgroup_version() == 1 and (ROOT / "unified").exists():
-        raise UserError(f"{kind}: crun does not run on a hybrid cgroup v1 host (\"cgroups in "
-                        "hybrid mode not supported\")",
-                        fix="boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2)")
-
-
 def bundle_config(command: str, instance: str, cgroups_path: str, network: bool,
                   volume: Path | None) -> dict:
     """config.json of an instance: the agent with the command, the namespaces Docker gives a
@@ -115,13 +107,12 @@ def bundle_config(command: str, instance: str, cgroups_path: str, network: bool,
     }
 
 
-class OciRuntime(Runtime):
-    kind = "oci"
-    traits = Traits("container", shares_host_kernel=True,
-                    phases=(("startup.spawn_s", "process spawn"),),
-                    disk_layer="overlayfs upper dir")
+class WithOciRuntime(Runtime):
+    """What the kinds that pick an OCI runtime themselves share (oci, podman): the OCI
+    runtime and its binary, a network of none or the host's, gVisor's platform."""
+
     OPTIONS = {
-        "oci_runtime": Param(str, "runc", "the OCI runtime run on the bundle",
+        "oci_runtime": Param(str, "runc", "the OCI runtime that runs the container",
                              choices=("runc", "runsc", "crun")),
         "network": Param(str, "none", "none: a network namespace of its own (loopback only); "
                          "host: the host's network", choices=("none", "host")),
@@ -129,9 +120,6 @@ class OciRuntime(Runtime):
                                "such workloads are skipped)", choices=("none", "host")),
         "runsc_platform": Param(str, "ptrace", "gVisor's platform (runsc only)"),
     }
-    HOST_NEEDS = {"oci runc": ("root", "cgroups", "guest image", "runc"),
-                  "oci runsc (gVisor)": ("root", "cgroups", "guest image", "runsc")}
-    PACKAGES = {"runc": "runc", "runsc": "runsc"}
 
     @classmethod
     def traits_for(cls, options: dict) -> Traits:
@@ -142,8 +130,38 @@ class OciRuntime(Runtime):
         self.binary = shutil.which(oci) or (f"/usr/sbin/{oci}" if Path(f"/usr/sbin/{oci}").exists()
                                             else None)
         if self.binary is None:
-            raise UserError(f"oci: {oci} not found", fix=f"apt-get install {oci}")
-        refuse_crun_on_hybrid(self.kind, oci)
+            raise UserError(f"{self.kind}: {oci} not found", fix=f"apt-get install {oci}")
+        if oci == "crun" and cgroup_version() == 1 and (ROOT / "unified").exists():
+            raise UserError(f"{self.kind}: crun does not run on a hybrid cgroup v1 host (\"cgroups "
+                            "in hybrid mode not supported\")",
+                            fix="boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2)")
+
+    def network_for(self, needs: Needs) -> str:
+        """Serving workloads take serve_network (the direct path: the host's); others network."""
+        return ("host" if needs.direct_net else self.options["serve_network"]) if needs.serves \
+            else self.options["network"]
+
+    def unsupported(self, needs: Needs) -> str | None:
+        if needs.serves and self.network_for(needs) == "none":
+            return (f"runtime {self.name} has serve_network = \"none\" (no path from the host "
+                    "into the container)")
+        return None
+
+    def tags(self) -> dict:
+        tags = {"oci_runtime": self.options["oci_runtime"], "network": self.options["network"]}
+        if self.options["oci_runtime"] == "runsc":
+            tags["gvisor_platform"] = self.options["runsc_platform"]
+        return tags
+
+
+class OciRuntime(WithOciRuntime):
+    kind = "oci"
+    traits = Traits("container", shares_host_kernel=True,
+                    phases=(("startup.spawn_s", "process spawn"),),
+                    disk_layer="overlayfs upper dir")
+    HOST_NEEDS = {"oci runc": ("root", "cgroups", "guest image", "runc"),
+                  "oci runsc (gVisor)": ("root", "cgroups", "guest image", "runsc")}
+    PACKAGES = {"runc": "runc", "runsc": "runsc"}
 
     def control(self, instance: str, network: str) -> list[str]:
         """The OCI runtime with its global flags: a state folder of the instance's own."""
@@ -152,24 +170,8 @@ class OciRuntime(Runtime):
             argv += [f"--platform={self.options['runsc_platform']}", f"--network={network}"]
         return argv
 
-    def _network(self, needs: Needs) -> str:
-        return ("host" if needs.direct_net else self.options["serve_network"]) if needs.serves \
-            else self.options["network"]
-
-    def unsupported(self, needs: Needs) -> str | None:
-        if needs.serves and self._network(needs) == "none":
-            return (f"runtime {self.name} has serve_network = \"none\" (no path from the host "
-                    "into the container)")
-        return None
-
     def net_path(self, needs: Needs) -> str:
         return "host network, 127.0.0.1"
-
-    def tags(self) -> dict:
-        tags = {"oci_runtime": self.options["oci_runtime"], "network": self.options["network"]}
-        if self.options["oci_runtime"] == "runsc":
-            tags["gvisor_platform"] = self.options["runsc_platform"]
-        return tags
 
     def describe(self) -> dict:
         return {"kind": self.kind, **self.options, "binary": self.binary,
@@ -186,7 +188,7 @@ class OciRuntime(Runtime):
         cgroup = Cgroup.create(relpath, limits.cpus, limits.memory_mib * MiB, limits.pids)
         inst = self._register(OciInstance(name=instance, t_launch=t0, cgroup=cgroup))
         with self._launching(inst):
-            network = self._network(needs)
+            network = self.network_for(needs)
             bundle = self.context.workdir / f"{instance}-bundle"
             for folder in (bundle / "upper", bundle / "work", bundle / "rootfs"):
                 folder.mkdir(parents=True)

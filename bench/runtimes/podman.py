@@ -22,11 +22,10 @@ from bench.collect.cgroups import Cgroup
 from bench.collect.host import du_bytes
 from bench.errors import RuntimeFailure, UserError
 from bench.images import CACHE
-from bench.params import Param
-from bench.runtimes.base import (Limits, ProcessInstance, Runtime, Traits, command_version,
-                                 on_own_kernel, pipe_chunks, spawn)
+from bench.runtimes.base import (Limits, ProcessInstance, Traits, command_version,
+                                 pipe_chunks, spawn)
 from bench.runtimes.docker import RUN_LABEL
-from bench.runtimes.oci import refuse_crun_on_hybrid
+from bench.runtimes.oci import WithOciRuntime
 from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
 
 CONTAINERS_CONF = CACHE / "podman-containers.conf"
@@ -56,35 +55,18 @@ class PodmanInstance(ProcessInstance):
         super().close()
 
 
-class PodmanRuntime(Runtime):
+class PodmanRuntime(WithOciRuntime):
     kind = "podman"
     traits = Traits("container", shares_host_kernel=True,
                     phases=(("startup.create_s", "podman create"),),
                     disk_layer="overlay upper dir")
-    OPTIONS = {
-        "oci_runtime": Param(str, "runc", "the OCI runtime podman runs", choices=("runc", "runsc", "crun")),
-        "network": Param(str, "none", "none: loopback only; host: the host's network",
-                         choices=("none", "host")),
-        "serve_network": Param(str, "host", "network for workloads the host connects to (none: "
-                               "such workloads are skipped)", choices=("none", "host")),
-        "runsc_platform": Param(str, "ptrace", "gVisor's platform (runsc only)"),
-    }
     HOST_NEEDS = {"podman runc": ("root", "cgroups", "guest image", "podman", "runc")}
     PACKAGES = {"podman": "podman"}
-
-    @classmethod
-    def traits_for(cls, options: dict) -> Traits:
-        return on_own_kernel(cls.traits, options.get("oci_runtime"))
 
     def check(self) -> None:
         if not shutil.which("podman"):
             raise UserError("podman: not installed", fix="apt-get install podman")
-        oci = self.options["oci_runtime"]
-        self.runtime_path = shutil.which(oci) or (f"/usr/sbin/{oci}" if Path(f"/usr/sbin/{oci}").exists()
-                                                  else None)
-        if self.runtime_path is None:
-            raise UserError(f"podman: {oci} not found", fix=f"apt-get install {oci}")
-        refuse_crun_on_hybrid(self.kind, oci)
+        super().check()
 
     def prepare(self) -> None:
         CONTAINERS_CONF.parent.mkdir(parents=True, exist_ok=True)
@@ -104,29 +86,13 @@ class PodmanRuntime(Runtime):
             raise RuntimeFailure(f"podman {args[0]} failed: {(done.stderr or done.stdout).strip()[-400:]}")
         return done
 
-    def _network(self, needs: Needs) -> str:
-        return ("host" if needs.direct_net else self.options["serve_network"]) if needs.serves \
-            else self.options["network"]
-
-    def unsupported(self, needs: Needs) -> str | None:
-        if needs.serves and self._network(needs) == "none":
-            return (f"runtime {self.name} has serve_network = \"none\" (no path from the host "
-                    "into the container)")
-        return None
-
     def net_path(self, needs: Needs) -> str:
         return "podman host network, 127.0.0.1"
-
-    def tags(self) -> dict:
-        tags = {"oci_runtime": self.options["oci_runtime"], "network": self.options["network"]}
-        if self.options["oci_runtime"] == "runsc":
-            tags["gvisor_platform"] = self.options["runsc_platform"]
-        return tags
 
     def describe(self) -> dict:
         return {"kind": self.kind, **self.options,
                 "engine_version": command_version(["podman", "--version"]),
-                "runtime_version": command_version([self.runtime_path, "--version"])}
+                "runtime_version": command_version([self.binary, "--version"])}
 
     def instance_disk(self, inst: PodmanInstance) -> int:
         """Its writable layer, the overlay upper dir podman made for it."""
@@ -146,7 +112,7 @@ class PodmanRuntime(Runtime):
                port: int | None = None) -> PodmanInstance:
         t0 = time.monotonic()
         relpath = self.context.cgroup_path(instance)
-        network = self._network(needs)
+        network = self.network_for(needs)
         # The OCI runtime's flags are podman's own: conmon gets them from `podman start`
         podman = [*self.podman, *(["--runtime-flag", f"platform={self.options['runsc_platform']}",
                                    "--runtime-flag", f"network={network}"]
@@ -161,7 +127,7 @@ class PodmanRuntime(Runtime):
                        "--cpus", str(limits.cpus), "--memory", f"{limits.memory_mib}m",
                        "--memory-swap", f"{limits.memory_mib}m",
                        "--pids-limit", str(limits.pids or -1),  # podman's default is 2048
-                       "--network", network, "--runtime", self.runtime_path]
+                       "--network", network, "--runtime", self.binary]
             if needs.volume_mib:
                 folder = self.context.workdir / f"{instance}-volume"
                 folder.mkdir()

@@ -15,7 +15,7 @@ from .helpers import REPO, cvbench, records
 # The lab takes longer than the suite's default per-test limit
 pytestmark = [pytest.mark.integration, pytest.mark.lab, pytest.mark.timeout(3600)]
 
-RUNTIMES = {"native", "runc", "crun", "runsc"}
+RUNTIMES = {"native", "runc", "crun", "runsc", "oci-runc", "oci-crun"}
 
 
 @pytest.fixture(scope="module")

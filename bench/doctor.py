@@ -15,7 +15,7 @@ import psutil
 from bench.collect.cgroups import ROOT, V1_CONTROLLERS, Cgroup, cgroup_version
 from bench.errors import UserError
 from bench.results import running_under_hypervisor
-from bench.runtimes.docker import slice_path, stop_slice
+from bench.collect.slices import slice_path, stop_slice
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 from bench.lab.image import LabImage, python_requirements
 from bench.lab.job import job_script
 from bench.lab.vm import lab_argv, stuck_seconds
-from bench.runtimes.docker import instance_slice, slice_path
+from bench.collect.slices import instance_slice, slice_path
 
 REPO = Path(__file__).parent.parent
 

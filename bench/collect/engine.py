@@ -21,6 +21,7 @@ from bench.collect.cgroups import ROOT, Cgroup, cgroup_version, parse_proc_cgrou
 from bench.collect.processes import PROC, cpu_seconds_of, engine_pids
 
 OWN_CGROUP = "cvbench-engine"
+DOCKER_ENGINE = ("dockerd", "containerd")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class EngineCpu:
 
     cgroups: tuple[Cgroup, ...]
     why_not_cgroup: str | None = None
+    names: tuple[str, ...] = DOCKER_ENGINE  # its processes, for psutil
 
     @property
     def source(self) -> str:
@@ -39,7 +41,7 @@ class EngineCpu:
         """The engine's CPU so far; only differences mean anything."""
         if self.cgroups:
             return sum(group.cpu_seconds() for group in self.cgroups)
-        return cpu_seconds_of(engine_pids())
+        return cpu_seconds_of(engine_pids(self.names))
 
     def spent_since(self, before: float, helper_cpu_s: float) -> float:
         """What the engine spent since it read before. psutil sees the engine's own

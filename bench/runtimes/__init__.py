@@ -3,13 +3,15 @@ one line below."""
 
 from bench.runtimes.base import Instance, Limits, RunContext, Runtime, Traits
 from bench.runtimes.docker import DockerRuntime
+from bench.runtimes.libvirt import LibvirtRuntime
 from bench.runtimes.native import NativeRuntime
 from bench.runtimes.oci import OciRuntime
 from bench.runtimes.podman import PodmanRuntime
 from bench.runtimes.qemu import QemuRuntime
 
 KINDS: dict[str, type[Runtime]] = {
-    cls.kind: cls for cls in (NativeRuntime, DockerRuntime, PodmanRuntime, OciRuntime, QemuRuntime)
+    cls.kind: cls for cls in (NativeRuntime, DockerRuntime, PodmanRuntime, OciRuntime, QemuRuntime,
+                               LibvirtRuntime)
 }
 
 

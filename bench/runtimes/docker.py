@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from bench.collect.cgroups import Cgroup
 from bench.collect.engine import locate_engine
 from bench.collect.host import du_bytes
 from bench.collect.processes import find_ancestor, find_by_cmdline
+from bench.collect.slices import instance_slice, slice_path, stop_slice
 from bench.errors import RuntimeFailure, UserError
 from bench.images import ensure_docker_image
 from bench.params import Param
@@ -287,21 +287,3 @@ def upper_dir(inspect: dict) -> Path:
         raise RuntimeFailure(f"storage driver {driver.get('Name')!r} has no UpperDir: "
                              "only overlay2 is measured")
     return Path(upper)
-
-
-SLICE_PREFIX = "cvbench-"
-
-
-def instance_slice(instance: str) -> str:
-    """The systemd slice of one instance. A dash in a slice name means nesting, so the
-    instance's own dashes become underscores: cvbench.slice/cvbench-NAME.slice."""
-    return SLICE_PREFIX + instance.removeprefix(SLICE_PREFIX).replace("-", "_") + ".slice"
-
-
-def slice_path(name: str) -> str:
-    """cvbench-a_b.slice -> cvbench.slice/cvbench-a_b.slice (below the cgroup root)."""
-    return f"{SLICE_PREFIX.rstrip('-')}.slice/{name}"
-
-
-def stop_slice(name: str) -> None:
-    subprocess.run(["systemctl", "stop", name], capture_output=True, check=False)

@@ -244,10 +244,7 @@ class QemuRuntime(Runtime):
             "-cpu", "host" if accel == "kvm" else "max",
             "-m", str(limits.memory_mib), "-smp", str(max(1, math.ceil(limits.cpus))),
             "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-            "-append", " ".join([KERNEL_ARGS, kernel_cmdline_arg(command),
-                                 *([f"cvbench.net={net}"] if needs.serves else []),
-                                 *(["cvbench.volume=1"] if needs.volume_mib else []),
-                                 *([f"cvbench.pids={limits.pids}"] if limits.pids else [])]),
+            "-append", kernel_args(command, limits, needs, net),
             "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache={cache}",
             "-device", f"{self._disk_device()},drive=root",
             "-serial", "stdio",
@@ -307,6 +304,14 @@ class QemuRuntime(Runtime):
         finally:
             if inst is not None:
                 self.context.cleanup.release(inst.cleanup_token)
+
+
+def kernel_args(command: str, limits: Limits, needs: Needs, net: str = "user") -> str:
+    """The guest kernel's command line: the agent as init, with its workload and settings."""
+    return " ".join([KERNEL_ARGS, kernel_cmdline_arg(command),
+                     *([f"cvbench.net={net}"] if needs.serves else []),
+                     *(["cvbench.volume=1"] if needs.volume_mib else []),
+                     *([f"cvbench.pids={limits.pids}"] if limits.pids else [])])
 
 
 def qcow2_actual_size(info: dict) -> int:

@@ -14,7 +14,7 @@ import psutil
 from bench.collect.cgroups import ROOT, V1_CONTROLLERS, cgroup_version
 from bench.doctor import run_of_pid, tap_devices
 from bench.session import WORKDIR
-from bench.runtimes.docker import instance_slice, slice_path
+from bench.collect.slices import instance_slice, slice_path
 
 REPO = Path(__file__).parent.parent.parent
 
@@ -60,6 +60,20 @@ def oci_pids(run_id: str) -> list[int]:
             and proc.pid != os.getpid()]
 
 
+def libvirt_domains(run_id: str) -> list[str]:
+    if not shutil.which("virsh"):
+        return []
+    names = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--name"],
+                           capture_output=True, text=True).stdout.split()
+    return [n for n in names if n.startswith(f"cvbench-{run_id.lower()}-")]
+
+
+def libvirt_partitions(run_id: str) -> list[Path]:
+    """The resource partitions libvirt domains of this run went into (no systemd)."""
+    mine = instance_slice(f"cvbench-{run_id.lower()}-").removeprefix("cvbench-").removesuffix(".slice")
+    return [*ROOT.glob(f"cvbench.partition/{mine}*"), *ROOT.glob(f"*/cvbench.partition/{mine}*")]
+
+
 def leftovers(run_id: str) -> list[str]:
     """Everything a run could leave behind; empty when it cleaned up."""
     found = []
@@ -67,6 +81,8 @@ def leftovers(run_id: str) -> list[str]:
     found += [f"qemu pid {pid}" for pid in vm_pids(run_id)]
     found += [f"oci runtime pid {pid}" for pid in oci_pids(run_id)]
     found += [f"podman container {c}" for c in podman_ids(run_id)]
+    found += [f"libvirt domain {d}" for d in libvirt_domains(run_id)]
+    found += [f"libvirt partition {p}" for p in libvirt_partitions(run_id)]
     bases = [ROOT / "cvbench"] if cgroup_version() == 2 else [ROOT / c / "cvbench" for c in V1_CONTROLLERS]
     found += [f"cgroup {b / run_id}" for b in bases if (b / run_id).exists()]
     found += [f"tap device {tap}" for tap in tap_devices()]

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from .helpers import (container_ids, cvbench, interrupt_run, leftovers, oci_pids, podman_ids, records,
-                      vm_pids)
+from .helpers import (container_ids, cvbench, interrupt_run, leftovers, libvirt_domains,
+                      oci_pids, podman_ids, records, vm_pids)
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +63,11 @@ def _running_podman(run_id):
     return bool(podman_ids(run_id, running_only=True))
 
 
+def _running_libvirt(run_id):
+    """a libvirt domain of this run to be running"""
+    return bool(libvirt_domains(run_id))
+
+
 def _running_oci(run_id):
     """an OCI runtime (runc or runsc on a bundle) of this run to be running"""
     return bool(oci_pids(run_id))
@@ -85,6 +90,14 @@ def test_signal_mid_run_cleans_up_and_keeps_records(tmp_path, sig, busy):
     report = cvbench("report", out)
     assert report.returncode == 0, report.stderr
     assert (out / "report.html").exists()
+
+
+def test_sigint_during_a_libvirt_domain_leaves_none(tmp_path):
+    out = tmp_path / "run"
+    code, output, run_id = interrupt_run(["scenarios/smoke.toml", "--runtimes", "libvirt"], out,
+                                         _running_libvirt)
+    assert code == 130, output
+    assert leftovers(run_id) == []
 
 
 def test_no_docker_engine_still_runs_native(tmp_path):

@@ -76,6 +76,21 @@ def check_docker() -> Check:
                  f"({placement}), runtimes: {', '.join(info.get('Runtimes', {}))}")
 
 
+def check_libvirt() -> Check:
+    from bench.runtimes.libvirtd import URI, connect, version_text
+
+    try:
+        conn = connect()
+    except UserError as exc:
+        return Check("libvirt", False, str(exc).split("\n")[0], exc.fix)
+    try:
+        version = version_text(conn.getLibVersion())
+        return Check("libvirt", True, f"libvirtd answers on {URI}: libvirt {version}, domains in "
+                     "a resource partition of their own")
+    finally:
+        conn.close()
+
+
 def check_runsc() -> Check:
     if not shutil.which("runsc"):
         return Check("runsc", False, "gVisor is not installed", "apt-get install runsc")
@@ -115,7 +130,8 @@ def checks() -> list[Check]:
     from bench.runtimes import KINDS
 
     found = [check_root(), check_cgroups(), check_image(),
-             _which("mke2fs", "e2fsprogs", "the VM disk"), check_docker(), check_runsc()]
+             _which("mke2fs", "e2fsprogs", "the VM disk"), check_docker(), check_runsc(),
+             check_libvirt()]
     # every other program a runtime kind installs: is it here
     for kind in KINDS.values():
         for package, program in kind.PACKAGES.items():
@@ -176,13 +192,21 @@ def clean_leftovers() -> list[str]:
                 done.append(f"removed container {container.name}")
     except UserError as exc:
         done.append(f"skipped containers: {str(exc).splitlines()[0]}")
+    any_live = WORKDIR.exists() and any(run_is_live(s.name) for s in WORKDIR.iterdir())
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         if (proc.info["name"] or "").startswith("qemu-system") and "cvbench.cmd=" in cmdline:
             run = run_of_pid(proc.pid)
-            if run is None or not run_is_live(run):
+            # libvirt's QEMU sits in a partition whose name does not say its run
+            if (run is None and not any_live) or (run is not None and not run_is_live(run)):
                 proc.kill()
                 done.append(f"killed VM process {proc.pid}")
+    if not any_live:
+        from bench.runtimes.libvirt import leftover_partitions, remove_partition
+
+        for partition in leftover_partitions():
+            remove_partition(partition)
+            done.append(f"removed libvirt partition {partition}")
     for path in _cvbench_cgroups():
         if not run_is_live(path.name):
             Cgroup(cgroup_version(), {"": path}).remove()
@@ -190,15 +214,12 @@ def clean_leftovers() -> list[str]:
     for name in _empty_instance_slices():
         stop_slice(name)
         done.append(f"stopped slice {name}")
-    live = False
     if WORKDIR.exists():
         for scratch in WORKDIR.iterdir():
-            if run_is_live(scratch.name):
-                live = True
-            else:
+            if not run_is_live(scratch.name):
                 shutil.rmtree(scratch, ignore_errors=True)
                 done.append(f"removed scratch {scratch}")
-    if not live:  # a tap's name does not say its run: only when no run is going on
+    if not any_live:  # a tap's name does not say its run: only when no run is going on
         for tap in tap_devices():
             subprocess.run(["ip", "link", "delete", tap], capture_output=True)
             done.append(f"removed tap device {tap}")

@@ -26,13 +26,15 @@ from bench.collect.slices import instance_slice, slice_path, stop_slice
 from bench.errors import RuntimeFailure
 from bench.params import Param
 from bench.agent import LineReader
-from bench.runtimes.base import Instance, Limits, Traits, command_version, run_tool
-from bench.runtimes.libvirtd import MANAGER_PROCESSES, binding, connect, ensure_libvirtd
+from bench.runtimes.base import Instance, Limits, Traits, run_tool
+from bench.runtimes.libvirtd import (MANAGER_PROCESSES, binding, connect, ensure_libvirtd,
+                                     version_text)
 from bench.runtimes.qemu import QEMU, QemuRuntime, kernel_args
 from bench.units import MiB
 from bench.workloads import NO_NEEDS, Needs
 
 PID_DIR = Path("/run/libvirt/qemu")
+PARTITIONS = "cvbench.partition"  # libvirt's name for the partition /cvbench
 
 
 @dataclass
@@ -85,7 +87,7 @@ class LibvirtRuntime(QemuRuntime):
                             ("startup.resume_s", "libvirtd: vCPUs started"),
                             ("startup.guest_uptime_s", "guest boot to READY (guest clock)")),
                     disk_layer="qcow2 overlay")
-    HOST_NEEDS = {"libvirt": ("root", "cgroups", "guest image", "libvirtd", "qemu-system-x86_64",
+    HOST_NEEDS = {"libvirt": ("root", "cgroups", "guest image", "libvirt", "qemu-system-x86_64",
                               "qemu-img")}
     PACKAGES = {"libvirt-daemon-system": "libvirtd"}
     OPTIONS = {**QemuRuntime.OPTIONS,
@@ -95,10 +97,6 @@ class LibvirtRuntime(QemuRuntime):
     @classmethod
     def set_up_host(cls) -> None:
         ensure_libvirtd()
-
-    @classmethod
-    def usable_as(cls, checks_ok: dict[str, bool]) -> str:
-        return QemuRuntime.usable_as(checks_ok) + " (libvirt-python built by python -m bench.hostsetup)"
 
     def check(self) -> None:
         super().check()
@@ -113,8 +111,7 @@ class LibvirtRuntime(QemuRuntime):
         self.systemd = Path("/run/systemd/system").exists()
 
     def describe(self) -> dict:
-        return {**super().describe(), "libvirt": f"{self.conn.getLibVersion()} (library), "
-                f"{self.conn.getVersion()} (QEMU)", "qemu": command_version([QEMU, "--version"])}
+        return {**super().describe(), "libvirt": version_text(self.conn.getLibVersion())}
 
     def tags(self) -> dict:
         return {**super().tags(), "manager": "libvirtd"}
@@ -156,7 +153,7 @@ class LibvirtRuntime(QemuRuntime):
                 inst.slice = instance_slice(instance)
                 limit_slice(inst.slice, limits.cpus, memory)
             else:
-                inst.partition = f"cvbench.partition/{name}.partition"
+                inst.partition = f"{PARTITIONS}/{name}.partition"
                 make_partition(inst.partition)
                 Cgroup.at(inst.partition).limit(limits.cpus, memory)
             inst.tags["disk_cache"] = cache = self.disk_cache(needs)
@@ -286,6 +283,13 @@ def make_partition(relpath: str, root: Path = ROOT) -> None:
                 if (here / name).exists() and not (here / name).read_text().strip():
                     (here / name).write_text((parent / name).read_text())
             parent = here
+
+
+def leftover_partitions(root: Path = ROOT) -> list[str]:
+    """Instance partitions (no systemd) that hold no process."""
+    top = root / ("" if cgroup_version(root) == 2 else "pids") / PARTITIONS
+    return [f"{PARTITIONS}/{d.name}" for d in (top.iterdir() if top.exists() else [])
+            if d.is_dir() and not Cgroup.at(f"{PARTITIONS}/{d.name}", root).pids()]
 
 
 def remove_partition(relpath: str, root: Path = ROOT) -> None:

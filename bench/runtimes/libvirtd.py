@@ -28,7 +28,7 @@ def binding():
     try:
         import libvirt
     except ImportError:
-        raise UserError("libvirt: the Python binding (libvirt-python) is not installed",
+        raise UserError("the Python binding (libvirt-python) is not installed",
                         fix="python -m bench.hostsetup (as root: builds it for this Python)") from None
     return libvirt
 
@@ -40,8 +40,13 @@ def connect():
     try:
         return libvirt.open(URI)
     except libvirt.libvirtError as exc:
-        raise UserError(f"libvirt: cannot connect to {URI}: {exc}",
+        raise UserError(f"cannot connect to {URI}: {exc}",
                         fix="python -m bench.hostsetup (starts libvirtd)") from None
+
+
+def version_text(number: int) -> str:
+    """libvirt's version numbers: 9000000 -> 9.0.0."""
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
 
 
 def install_binding() -> None:

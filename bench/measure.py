@@ -154,6 +154,11 @@ def _measure_instance(session, workload: Workload, params: dict, inst, outcome: 
     outcome.add("kernel.shared_with_host", float(shared), "1")
     if not shared:
         outcome.add("startup.guest_uptime_s", seen.uptime_s, "s")
+        if seen.started_uptime_s is not None:
+            outcome.add("startup.guest_kernel_s", seen.started_uptime_s, "s")
+    elif seen.started_wall is not None:  # the host's own clock: launch to the agent's start
+        launched_wall = inst.t_launch + (time.time() - time.monotonic())
+        outcome.add("startup.agent_start_s", seen.started_wall - launched_wall, "s")
     memory = summarise(samples, ready.t, done.t)
     for metric, key in MEMORY_VIEWS:
         value, why_none = memory[key]

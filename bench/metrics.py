@@ -61,6 +61,11 @@ def key_metrics() -> list[MetricInfo]:
 EVERY_INSTANCE = register(
     lower("startup.ready_s", "s", "launch call to READY on the host", key=True),
     lower("startup.exit_s", "s", "launch call to the instance gone", key=True),
+    # when the agent (the instance's first process, a VM's init) began
+    lower("startup.agent_start_s", "s", "launch call to the agent's start (host clock; an "
+          "instance on the host's kernel)"),
+    lower("startup.guest_kernel_s", "s", "guest kernel boot until the agent (init) starts "
+          "(guest clock)"),
     lower("mem.cgroup_bytes", "bytes", "cgroup working set", key=True),
     lower("mem.cgroup_peak_bytes", "bytes", "cgroup peak usage"),
     lower("mem.pss_bytes", "bytes", "PSS of host processes", key=True),

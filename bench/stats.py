@@ -105,6 +105,33 @@ def ratio_ci(values: Iterable[float | None], baseline_values: Iterable[float | N
     return Ratio(ratio, ci_low, ci_high, n)
 
 
+@dataclass(frozen=True)
+class Difference:
+    """median(values) - median(baseline) with its bootstrap interval (nan below
+    MIN_N_FOR_CI on either side); n is the smaller side's count."""
+
+    difference: float
+    ci_low: float
+    ci_high: float
+    n: int = 0
+
+
+def difference_ci(values: Iterable[float | None], baseline_values: Iterable[float | None],
+                  resamples: int = RESAMPLES, seed: int = SEED,
+                  confidence: float = CONFIDENCE) -> Difference:
+    """The difference of medians of two unpaired samples, each side resampled on its own."""
+    x, base = clean(values), clean(baseline_values)
+    n = min(len(x), len(base))
+    if n == 0:
+        return Difference(math.nan, math.nan, math.nan, n)
+    difference = float(np.median(x) - np.median(base))
+    if n < MIN_N_FOR_CI:
+        return Difference(difference, math.nan, math.nan, n)
+    rng = _rng(seed)
+    spread = _bootstrap_medians(x, resamples, rng) - _bootstrap_medians(base, resamples, rng)
+    return Difference(difference, *_bootstrap_ci(spread, confidence), n)
+
+
 def mad_outliers(values: Iterable[float | None], threshold: float = 3.5) -> np.ndarray:
     """Boolean mask, one per input value: True where the modified z-score exceeds threshold.
 

@@ -37,10 +37,11 @@ def test_doctor_says_which_runtimes_are_usable():
     from bench.doctor import Check, runtime_lines
 
     names = ("root", "cgroups", "guest image", "mke2fs", "docker", "runsc", "runc", "podman",
-             "qemu-system-x86_64", "qemu-img", "kvm")
-    results = [Check(n, n not in ("runsc", "kvm"), "") for n in names]
+             "qemu-system-x86_64", "qemu-img", "kvm", "libvirt")
+    results = [Check(n, n not in ("runsc", "kvm", "libvirt"), "") for n in names]
     lines = runtime_lines(results)
     assert "native: usable" in lines and "docker runc: usable" in lines and "oci runc: usable" in lines
     assert any(line.startswith("docker runsc (gVisor): NOT usable: needs runsc") for line in lines)
     assert any(line.startswith("oci runsc (gVisor): NOT usable: needs runsc") for line in lines)
     assert any("EMULATED" in line for line in lines)
+    assert any(line.startswith("libvirt: NOT usable: needs libvirt") for line in lines)

@@ -53,12 +53,17 @@ class Ready:
     uptime_s: float
     kernel: str | None
     boot_id: str | None  # None: an agent of before the boot id, or no boot id to read
+    # When the agent began (None from an agent of before): the kernel's uptime, and the
+    # wall clock, which an instance on the host's kernel shares with the host
+    started_uptime_s: float | None = None
+    started_wall: float | None = None
 
     @classmethod
     def of(cls, line: AgentLine) -> "Ready":
         _, uptime, *rest = line.fields
-        kernel, boot_id = (rest + [None, None])[:2]
-        return cls(float(uptime), kernel, None if boot_id in (None, "-") else boot_id)
+        kernel, boot_id, started_uptime, started_wall = (rest + [None] * 4)[:4]
+        return cls(float(uptime), kernel, None if boot_id in (None, "-") else boot_id,
+                   _seconds(started_uptime), _seconds(started_wall))
 
     def shares_kernel_with(self, host_kernel: str, host_boot_id: str | None) -> bool:
         """The same running kernel: the same boot id. A release string is not enough (a VM
@@ -66,6 +71,13 @@ class Ready:
         if self.boot_id is not None and host_boot_id is not None:
             return self.boot_id == host_boot_id
         return self.kernel == host_kernel
+
+
+def _seconds(text: str | None) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
 
 
 class LineReader:

@@ -1,9 +1,11 @@
 #!/bin/sh
 # cvbench agent: the same protocol in every runtime.
-#   CVBENCH READY <uptime s> <kernel> <boot id>
+#   CVBENCH READY <uptime s> <kernel> <boot id> <uptime at start> <wall clock at start>
 #                                       the instance can run work (host stops the startup clock);
 #                                       the boot id of the kernel it sees tells whether it
-#                                       shares the host's ("-" where there is none to read)
+#                                       shares the host's ("-" where there is none to read);
+#                                       when the agent began, on the kernel's clock (a VM's
+#                                       own) and the wall clock (a container's is the host's)
 #   ...workload output...
 #   CVBENCH SERVING <port> ...          (serving workloads) the host may connect now
 #   CVBENCH DONE <exit code>
@@ -15,11 +17,13 @@
 # the extra disk /dev/vdb mounted on /mnt/volume, cvbench.pids=N for a process limit.
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
+started=$(date +%s.%N)
 
 if [ "$#" -eq 0 ]; then
     vm=1
     # The initramfs has usually mounted these already: only fill the gaps.
     [ -e /proc/uptime ] || mount -t proc proc /proc
+    read -r started_uptime _ </proc/uptime
     [ -d /sys/kernel ] || mount -t sysfs sysfs /sys
     [ -e /dev/null ] || mount -t devtmpfs devtmpfs /dev
     mount -t tmpfs tmpfs /tmp
@@ -69,11 +73,12 @@ if [ "$#" -eq 0 ]; then
 else
     vm=
     cmd=$1
+    read -r started_uptime _ </proc/uptime
 fi
 
 read -r uptime _ </proc/uptime
 read -r boot_id 2>/dev/null </proc/sys/kernel/random/boot_id || boot_id=-
-echo "CVBENCH READY $uptime $(uname -r) ${boot_id:--}"
+echo "CVBENCH READY $uptime $(uname -r) ${boot_id:--} $started_uptime $started"
 sh -c "$cmd"
 rc=$?
 echo "CVBENCH DONE $rc"

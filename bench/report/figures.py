@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from bench import stats, units
+from bench.report import waterfall
 from bench.metrics import lookup
 from bench.units import MiB
 from bench.report.data import (
@@ -106,6 +107,42 @@ def phases_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     names = [n for n in [*labels, REST_LABEL] if n in legend]  # in the order they happen
     fig.legend([legend[n] for n in names], names, loc="outside lower center", ncols=3, fontsize=8)
     fig.suptitle("Startup phases per runtime")
+    return save(fig, path)
+
+
+def waterfall_figure(frame: pd.DataFrame, path: Path) -> Path | None:
+    """Each runtime's launch-to-READY split into the layers of its stack (report/waterfall):
+    a row per runtime, each on its own time scale, as in the phases figure."""
+    found = waterfall.waterfalls(frame)
+    if not found:
+        return None
+    emulated = emulated_runtimes(frame)
+    height = max(SIZE[1], 1.5 + 0.8 * len(found))
+    fig = Figure(figsize=(SIZE[0], height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(found), 1, squeeze=False)[:, 0]
+    colours = dict(zip(waterfall.LAYERS, _colours(len(waterfall.LAYERS))))
+    legend: dict[str, object] = {}
+    for ax, row in zip(axes, found):
+        left = 0.0
+        for layer in waterfall.LAYERS:
+            width = row.layers[layer]
+            if width is None:
+                continue
+            # clocks read apart can leave a few ms below zero: drawn as nothing
+            legend[layer] = ax.barh(0, max(width, 0.0), left=left, color=colours[layer], height=0.6)
+            left += max(width, 0.0)
+        manager = f"  manager: {row.manager}" if row.manager else "  no manager"
+        ax.text(left, 0, f"  READY {_seconds(row.ready)}{manager}", va="center", fontsize=8)
+        ax.set_yticks([0], [runtime_label(row.runtime, emulated)])
+        ax.set_xlim(0, max(left, row.ready) * 1.6)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _seconds(v)))
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel("time since the launch call (each row on its own scale; medians of the "
+                        "startup workloads)")
+    names = [n for n in waterfall.LAYERS if n in legend]
+    fig.legend([legend[n] for n in names], names, loc="outside lower center", ncols=4, fontsize=8)
+    fig.suptitle("Startup waterfall: manager, runtime or VMM, guest kernel, init")
     return save(fig, path)
 
 

@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from bench import stats, units
 from bench.metrics import key_metrics, lookup
-from bench.report import figures, overhead, published, sharing, verdicts
+from bench.report import figures, overhead, published, sharing, verdicts, waterfall
 from bench.report.data import (
     baseline_runtime,
     complete,
@@ -54,6 +54,12 @@ FIGURES = [
         "Median startup phases per runtime over all workloads, stacked in the order they happen; "
         "grey is the time to READY that no phase covers, and a VM's boot is timed by the guest's "
         "own clock.")),
+    FigureSpec("startup_waterfall.png", figures.waterfall_figure, lambda frame: (
+        "Each runtime's launch-to-READY split into the layers of its stack, medians of the "
+        "startup workloads: the manager's own phases; the runtime or VMM until the agent "
+        "starts (on the host's clock where the instance shares the host's kernel; for a VM or "
+        "gVisor, until the guest's clock starts, firmware and kernel load included); the guest "
+        "kernel until init (guest clock); init until READY reaches the host.")),
     FigureSpec("memory.png", figures.memory_figure, lambda frame: (
         f"Memory per instance for workload {memory_workload(frame)}, two views side by side: the "
         "cgroup working set (usage less inactive file cache) and the PSS summed over the "
@@ -81,12 +87,47 @@ def build_report(directory: Path) -> Path:
     context["workloads"] = workload_sections(alone, context, directory / FIGURES_DIR)
     context["sections"] = sharing.sections(frame, directory / FIGURES_DIR, environment)
     context["published"] = published.published_rows(alone, environment)
+    context["waterfall"] = waterfall_rows(alone, environment)
     template = Environment(loader=FileSystemLoader(TEMPLATES),
                            autoescape=select_autoescape(["html"])).get_template(REPORT)
     page = template.render(**context)
     path = directory / REPORT
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def waterfall_rows(frame: pd.DataFrame, environment: dict) -> dict:
+    """The waterfall as table rows, and what each manager costs against its bare twin."""
+    found = waterfall.waterfalls(frame, environment)
+    emulated = emulated_runtimes(frame, environment)
+    rows = [{"runtime": runtime_label(w.runtime, emulated), "manager": w.manager or "none",
+             "layers": [_span(w.layers[layer]) for layer in waterfall.LAYERS],
+             "ready": _span(w.ready), "n": w.n, "clock": w.clock,
+             "manager_cpu": _manager_cpu(w)} for w in found]
+    costs = [{"managed": c.managed, "bare": c.bare, "manager": c.manager,
+              "ready_managed": _span(c.ready_managed), "ready_bare": _span(c.ready_bare),
+              "difference": _span(c.difference.difference), "n": c.difference.n,
+              "ci": _interval(c.difference)}
+             for c in waterfall.manager_costs(found, environment)]
+    return {"layers": waterfall.LAYERS, "rows": rows, "costs": costs}
+
+
+def _interval(difference: stats.Difference) -> str:
+    if math.isnan(difference.ci_low):
+        return f"n = {difference.n}: too few for an interval"
+    return f"{_span(difference.ci_low)} to {_span(difference.ci_high)}"
+
+
+def _span(seconds: float | None) -> str:
+    return "—" if seconds is None else units.quantity(seconds, "s")
+
+
+def _manager_cpu(w: waterfall.Waterfall) -> str:
+    if w.manager is None:
+        return "— (no manager)"
+    if w.manager_cpu_s is None:
+        return "not counted yet"
+    return f"{units.quantity(w.manager_cpu_s, 's')} ({w.manager_cpu_source})"
 
 
 def draw_figures(frame: pd.DataFrame, folder: Path) -> list[dict]:

@@ -39,6 +39,12 @@ class Traits:
     phases: tuple[tuple[str, str], ...] = ()
     # What an instance writes into; None where it runs on the shared image root, read-only
     disk_layer: str | None = None
+    # The manager layer over the runtime (None: nothing between cvbench and the runtime),
+    # the phases it alone spends, and the kind that runs the same stack without it, with
+    # the options that must match: the pair shows what the manager costs
+    manager: str | None = None
+    manager_phases: tuple[str, ...] = ()
+    bare_twin: tuple[str, tuple[str, ...]] | None = None
 
     @property
     def side(self) -> str | None:

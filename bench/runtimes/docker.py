@@ -83,7 +83,9 @@ class DockerRuntime(Runtime):
     kind = "docker"
     traits = Traits("container", shares_host_kernel=True,
                     phases=(("startup.create_s", "docker create"), ("startup.start_s", "docker start")),
-                    disk_layer="overlay2 upper dir")
+                    disk_layer="overlay2 upper dir",
+                    manager="dockerd + containerd", manager_phases=("startup.create_s",),
+                    bare_twin=("oci", ("oci_runtime",)))
     HOST_NEEDS = {"docker runc": ("root", "cgroups", "guest image", "docker"),
                   "docker runsc (gVisor)": ("root", "cgroups", "guest image", "docker", "runsc")}
     PACKAGES = {"docker.io": "dockerd", "runsc": "runsc", "crun": "crun"}

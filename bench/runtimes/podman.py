@@ -59,6 +59,8 @@ class PodmanRuntime(WithOciRuntime):
     kind = "podman"
     traits = Traits("container", shares_host_kernel=True,
                     phases=(("startup.create_s", "podman create"),),
+                    manager="podman + conmon", manager_phases=("startup.create_s",),
+                    bare_twin=("oci", ("oci_runtime",)),
                     disk_layer="overlay upper dir")
     HOST_NEEDS = {"podman runc": ("root", "cgroups", "guest image", "podman", "runc")}
     PACKAGES = {"podman": "podman"}

@@ -24,6 +24,7 @@ from bench.collect.host import run_text
 from bench.runtimes.base import (Limits, ProcessInstance, Runtime, Traits, command_version,
                                  pipe_chunks, run_tool, spawn)
 from bench.units import MiB
+from bench.vmlinux import ensure_vmlinux
 from bench.workloads import NO_NEEDS, Needs
 
 QEMU = "qemu-system-x86_64"
@@ -36,7 +37,8 @@ TAP_LINKS = TAP_NET.num_addresses // 4
 TAP_PREFIX = "cvb"
 # QEMU's -drive cache modes; the first two open the host file with O_DIRECT
 DISK_CACHES = ("none", "directsync", "writeback", "writethrough", "unsafe")
-KERNEL_ARGS = "console=ttyS0 root=/dev/vda rw quiet panic=-1 init=/opt/cvbench/agent"
+ROOT_ARG = "root=/dev/vda"
+KERNEL_ARGS = f"console=ttyS0 {ROOT_ARG} rw quiet panic=-1 init=/opt/cvbench/agent"
 
 
 @dataclass
@@ -85,6 +87,12 @@ class QemuRuntime(Runtime):
         "memory_headroom_mib": Param(int, 512, "cgroup memory for QEMU itself beyond guest RAM"),
         # QEMU 7.2 gives TCG a translation cache of up to 1 GiB: with a guest that churns
         # its memory it grew past 500 MiB here and the VM was OOM-killed in its cgroup
+        # The fast boot: the cloud kernel has virtio-blk as a module (read from its initrd)
+        # but NVMe built in, so without an initrd the root disk is NVMe (microvm: on PCIe)
+        "initrd": Param(bool, True, "boot through the image's initrd (false: root on NVMe, a "
+                        "driver built into the kernel; no network or volume disk then)"),
+        "pvh": Param(bool, False, "boot the uncompressed kernel at its PVH entry: no firmware "
+                     "real-mode setup, no decompression in the guest"),
         "tcg_tb_size_mib": Param(int, 128, "TCG translation cache size (emulation only)"),
         "probe_timeout_s": Param(float, 60.0, "how long auto waits for a KVM guest to boot"),
         # auto: "none" for disk workloads, so the guest's direct I/O reaches the host disk
@@ -104,6 +112,8 @@ class QemuRuntime(Runtime):
                             fix="load kvm_intel/kvm_amd, or set accel = \"auto\"")
 
     def prepare(self) -> None:
+        if self.options["pvh"]:  # once, before any launch is timed
+            self._vmlinux()
         self.accel = self.options["accel"]
         self.accel_reason = "set in the scenario"
         if self.accel == "auto":
@@ -117,8 +127,13 @@ class QemuRuntime(Runtime):
 
     def tags(self) -> dict:
         return {"accel": self.accel, "emulated": self.emulated, "machine": self.options["machine"],
-                "nested": self.nested,
-                "disk_cache": self.disk_cache(NO_NEEDS)}
+                "nested": self.nested, "initrd": self.options["initrd"], "pvh": self.options["pvh"],
+                "root_disk": self._root_device().split(",")[0],
+                "disk_cache": self.disk_cache(NO_NEEDS),
+                **({"guest_tsc_khz": host_tsc_khz()} if self._tells_tsc() else {})}
+
+    def _tells_tsc(self) -> bool:
+        return self.options["machine"] == "microvm" and self.accel == "tcg" and bool(host_tsc_khz())
 
     def disk_cache(self, needs: Needs) -> str:
         """The cache mode of this instance's disks."""
@@ -137,6 +152,9 @@ class QemuRuntime(Runtime):
         return "qemu user networking (slirp), hostfwd on 127.0.0.1"
 
     def unsupported(self, needs: Needs) -> str | None:
+        if not self.options["initrd"] and (needs.serves or needs.volume_mib):
+            return ("initrd = false: the kernel has virtio-net and virtio-blk as modules, which "
+                    "only the initrd loads: no network, no volume disk")
         if not needs.direct_net:
             return None
         if os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or not shutil.which("ip"):
@@ -232,21 +250,44 @@ class QemuRuntime(Runtime):
     def _disk_device(self) -> str:
         return "virtio-blk-device" if self.options["machine"] == "microvm" else "virtio-blk-pci"
 
+    def _root_device(self) -> str:
+        return self._disk_device() if self.options["initrd"] else "nvme,serial=cvbench-root"
+
+    def _machine(self) -> str:
+        # microvm has no PCI unless asked: NVMe needs it
+        microvm_pci = self.options["machine"] == "microvm" and not self.options["initrd"]
+        return self.options["machine"] + (",pcie=on" if microvm_pci else "")
+
+    def _vmlinux(self) -> Path:
+        image = self.context.image
+        return ensure_vmlinux(image.kernel, Path(image.directory) / f"vmlinux-{image.kernel_release}")
+
+    def _boot(self, command: str, limits: Limits, needs: Needs, net: str) -> list[str]:
+        """-kernel, -initrd and -append of this runtime's way to boot."""
+        image = self.context.image
+        kernel = self._vmlinux() if self.options["pvh"] else image.kernel
+        args = kernel_args(command, limits, needs, net)
+        if self._tells_tsc():
+            # microvm has no HPET or ACPI PM timer: under emulation the guest's calibration
+            # of its TSC against the PIT often fails and the boot hangs. TCG's TSC is the
+            # host's: tell the guest its rate.
+            args = args.replace(ROOT_ARG, f"tsc_early_khz={host_tsc_khz()} {ROOT_ARG}")
+        if not self.options["initrd"]:
+            return ["-kernel", str(kernel), "-append", args.replace(ROOT_ARG, "root=/dev/nvme0n1")]
+        return ["-kernel", str(kernel), "-initrd", str(image.initrd), "-append", args]
+
     def _argv(self, name, command, limits, accel, overlay, qmp_socket, needs: Needs,
               guest_net: str | None = None, cache: str = "writeback") -> list[str]:
-        machine = self.options["machine"]
-        image = self.context.image
         net = guest_net or "user"
         return [
             QEMU, "-name", name, "-nodefaults", "-no-user-config", "-no-reboot",
-            "-display", "none", "-machine", machine,
+            "-display", "none", "-machine", self._machine(),
             "-accel", f"tcg,tb-size={self.options['tcg_tb_size_mib']}" if accel == "tcg" else accel,
             "-cpu", "host" if accel == "kvm" else "max",
             "-m", str(limits.memory_mib), "-smp", str(max(1, math.ceil(limits.cpus))),
-            "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-            "-append", kernel_args(command, limits, needs, net),
+            *self._boot(command, limits, needs, net),
             "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache={cache}",
-            "-device", f"{self._disk_device()},drive=root",
+            "-device", f"{self._root_device()},drive=root",
             "-serial", "stdio",
             "-qmp", f"unix:{qmp_socket},server=on,wait=off",
         ]
@@ -312,6 +353,19 @@ def kernel_args(command: str, limits: Limits, needs: Needs, net: str = "user") -
                      *([f"cvbench.net={net}"] if needs.serves else []),
                      *(["cvbench.volume=1"] if needs.volume_mib else []),
                      *([f"cvbench.pids={limits.pids}"] if limits.pids else [])])
+
+
+def host_tsc_khz(cpuinfo: str | None = None) -> int | None:
+    """The host's TSC rate where it is constant (/proc/cpuinfo's cpu MHz is then the TSC's)."""
+    try:
+        text = cpuinfo if cpuinfo is not None else Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "").split()
+    mhz = next((line.split(":")[1] for line in text.splitlines() if line.startswith("cpu MHz")), None)
+    if "constant_tsc" not in flags or mhz is None:
+        return None
+    return round(float(mhz) * 1000)
 
 
 def qcow2_actual_size(info: dict) -> int:

@@ -1,6 +1,6 @@
 """scenarios/smoke.toml end to end on the real engines: native, runc, runsc (Docker),
-runc under Podman, runc and runsc on a bundle with no engine (oci), qemu, and the same VM
-through libvirtd."""
+runc under Podman, runc and runsc on a bundle with no engine (oci), qemu (pc, and a microvm
+booted the fast way), and qemu's pc VM through libvirtd."""
 
 import json
 import re
@@ -10,7 +10,8 @@ import pytest
 from .helpers import leftovers, records
 
 pytestmark = pytest.mark.integration
-RUNTIMES = ("native", "runc", "runsc", "podman", "oci-runc", "oci-runsc", "qemu", "libvirt")
+RUNTIMES = ("native", "runc", "runsc", "podman", "oci-runc", "oci-runsc", "qemu", "qemu-microvm-fast",
+            "libvirt")
 REQUIRED = ("startup.ready_s", "startup.exit_s", "mem.cgroup_bytes", "mem.pss_bytes", "cpu.seconds")
 
 

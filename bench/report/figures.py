@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from bench import stats, units
 from bench.report import waterfall
@@ -132,10 +132,11 @@ def waterfall_figure(frame: pd.DataFrame, path: Path) -> Path | None:
             # clocks read apart can leave a few ms below zero: drawn as nothing
             legend[layer] = ax.barh(0, max(width, 0.0), left=left, color=colours[layer], height=0.6)
             left += max(width, 0.0)
-        manager = f"  manager: {row.manager}" if row.manager else "  no manager"
-        ax.text(left, 0, f"  READY {_seconds(row.ready)}{manager}", va="center", fontsize=8)
-        ax.set_yticks([0], [runtime_label(row.runtime, emulated)])
-        ax.set_xlim(0, max(left, row.ready) * 1.6)
+        ax.text(left, 0, f"  READY {_seconds(row.ready)}", va="center", fontsize=8)
+        ax.set_yticks([0], [f"{runtime_label(row.runtime, emulated)}\n"
+                            f"{row.manager or 'no manager'}"], fontsize=8)
+        ax.set_xlim(0, max(left, row.ready) * 1.3)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _seconds(v)))
         ax.grid(axis="x", alpha=0.3)
     axes[-1].set_xlabel("time since the launch call (each row on its own scale; medians of the "

@@ -5,6 +5,9 @@ import math
 import pandas as pd
 import pytest
 
+from bench.report.data import complete
+from bench.results import load_frame, read_environment
+
 from bench.agent import AgentLine, Ready
 from bench.report.waterfall import (INIT, KERNEL, MANAGER, RUNTIME, manager_costs, split,
                                     waterfalls)
@@ -67,3 +70,22 @@ def test_a_manager_costs_the_difference_to_its_bare_twin():
     assert (cost.managed, cost.bare) == ("docker-runc", "oci-runc")  # runc with runc, not runsc
     assert cost.difference.difference == pytest.approx(0.30 - 0.06)
     assert cost.difference.ci_low <= 0.24 <= cost.difference.ci_high
+
+
+def test_a_recorded_spectrum_run(golden):
+    """scenarios/spectrum.toml's noop, 2 reps, on this 2-core host (VMs under TCG)."""
+    folder = golden / "run_spectrum"
+    environment = read_environment(folder)
+    found = {w.runtime: w for w in waterfalls(complete(load_frame(folder)), environment)}
+    assert len(found) == 11
+    docker, libvirt, fast = found["docker-runc"], found["libvirt"], found["qemu-microvm-fast"]
+    assert docker.layers[MANAGER] == pytest.approx(0.409, abs=5e-4)  # docker create
+    assert docker.layers[KERNEL] is None and docker.manager_cpu_source == "cgroup"
+    assert found["docker-runsc"].layers[KERNEL] == pytest.approx(0.300)  # gVisor's Sentry clock
+    assert libvirt.manager == "libvirtd" and libvirt.manager_cpu_s == pytest.approx(0.145)
+    assert fast.layers[KERNEL] == pytest.approx(3.255) and fast.ready == pytest.approx(4.828, abs=1e-3)
+    costs = {(c.managed, c.bare): c.difference.difference for c in manager_costs(list(found.values()),
+                                                                              environment)}
+    assert costs == pytest.approx({("docker-runc", "oci-runc"): 0.654, ("docker-runsc", "oci-runsc"): 0.2946,
+                                   ("podman-runc", "oci-runc"): 0.184, ("podman-runsc", "oci-runsc"): 0.1894,
+                                   ("libvirt", "qemu-pc"): 0.5748}, abs=5e-4)

@@ -20,18 +20,21 @@ from bench.runtimes import KINDS
 IMAGE_PACKAGES = {"mmdebstrap": "mmdebstrap", "e2fsprogs": "mke2fs"}
 
 
-def missing_packages() -> list[str]:
-    """The image tools' and every runtime kind's packages whose program is not here."""
+def missing_packages(recommends: bool | None = None) -> list[str]:
+    """The image tools' and every runtime kind's packages whose program is not here (of
+    the kinds that install with apt's recommended packages, or without, or all: None)."""
     wanted = {**IMAGE_PACKAGES, **{pkg: program for kind in KINDS.values()
                                    for pkg, program in kind.PACKAGES.items()}}
+    kinds_of = {pkg: kind for kind in KINDS.values() for pkg in kind.PACKAGES}
     return [pkg for pkg, program in wanted.items() if not shutil.which(program)
-            and not Path("/usr/sbin", program).exists()]
+            and not Path("/usr/sbin", program).exists()
+            and (recommends is None or getattr(kinds_of.get(pkg), "RECOMMENDS", True) == recommends)]
 
 
 def ensure_host() -> None:
-    missing = missing_packages()
-    if missing:
-        install_packages(missing)
+    for recommends in (True, False):
+        if missing := missing_packages(recommends):
+            install_packages(missing, recommends)
     for kind in KINDS.values():
         kind.set_up_host()
     print(f"[setup] host ready: {', '.join(KINDS)} and the image tools set up", flush=True)

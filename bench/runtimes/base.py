@@ -128,6 +128,7 @@ class Runtime(ABC):
     HOST_NEEDS: ClassVar[dict[str, tuple[str, ...]]] = {}
     # Debian package -> a program it provides, installed by `python -m bench.hostsetup`
     PACKAGES: ClassVar[dict[str, str]] = {}
+    RECOMMENDS: ClassVar[bool] = True  # install them with apt's recommended packages
     # An engine that spends CPU for instances outside their cgroups (docker); None where
     # everything an instance costs runs inside its cgroup (native; QEMU, slirp included)
     engine: "EngineCpu | None" = None

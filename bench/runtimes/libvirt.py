@@ -92,6 +92,7 @@ class LibvirtRuntime(QemuRuntime):
     HOST_NEEDS = {"libvirt": ("root", "cgroups", "guest image", "libvirt", "qemu-system-x86_64",
                               "qemu-img")}
     PACKAGES = {"libvirt-daemon-system": "libvirtd"}
+    RECOMMENDS = False  # they include the default NAT network, started with libvirtd
     OPTIONS = {**QemuRuntime.OPTIONS,
                "machine": Param(str, "pc", "QEMU machine type (libvirt has no microvm)",
                                 choices=("pc", "q35")),

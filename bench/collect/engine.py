@@ -14,6 +14,7 @@ docker-proxy's CPU up to then, which dockerd's reaped children count again).
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,26 @@ class EngineCpu:
     def describe(self) -> dict:
         return {"source": self.source, "why_not_cgroup": self.why_not_cgroup,
                 "cgroups": [str(d) for group in self.cgroups for d in group.dirs.values()]}
+
+
+@dataclass(frozen=True)
+class ChildrenCpu:
+    """A manager that is a command cvbench runs (podman's create, start --attach and rm,
+    with the OCI runtime calls they fork and wait for): the CPU of cvbench's waited-for
+    children, from getrusage. conmon leaves that tree (init adopts it): not in it."""
+
+    what: str
+    source: str = "rusage"
+
+    def seconds(self) -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def spent_since(self, before: float, helper_cpu_s: float) -> float:
+        return self.seconds() - before
+
+    def describe(self) -> dict:
+        return {"source": self.source, "what": self.what}
 
 
 def locate_engine(pids: list[int] | None = None, root: Path = ROOT, proc: Path = PROC) -> EngineCpu:

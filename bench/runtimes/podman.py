@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench.agent import AGENT_PATH, LineReader
 from bench.collect.cgroups import Cgroup
+from bench.collect.engine import ChildrenCpu
 from bench.collect.host import du_bytes
 from bench.errors import RuntimeFailure, UserError
 from bench.images import CACHE
@@ -75,6 +76,8 @@ class PodmanRuntime(WithOciRuntime):
         CONTAINERS_CONF.write_text("[containers]\ndefault_ulimits = []\n")
         self.env = {"CONTAINERS_CONF": str(CONTAINERS_CONF), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
         self.podman = ["podman", "--cgroup-manager", "cgroupfs"]
+        self.engine = ChildrenCpu("podman create, start --attach and rm, and the OCI runtime "
+                                  "calls they make; not conmon")
         self.tag = f"{REPO}:{self.context.image.key}"
         if self._podman("image", "exists", self.tag, check=False).returncode != 0:
             print(f"[image] importing {self.tag} into Podman", flush=True)
@@ -94,7 +97,8 @@ class PodmanRuntime(WithOciRuntime):
     def describe(self) -> dict:
         return {"kind": self.kind, **self.options,
                 "engine_version": command_version(["podman", "--version"]),
-                "runtime_version": command_version([self.binary, "--version"])}
+                "runtime_version": command_version([self.binary, "--version"]),
+                "engine_cpu": self.engine.describe() if self.engine else None}
 
     def instance_disk(self, inst: PodmanInstance) -> int:
         """Its writable layer, the overlay upper dir podman made for it."""

@@ -86,9 +86,9 @@ def test_nothing_left_behind(smoke):
 
 
 def test_cpu_total_is_cgroup_plus_engine_cpu(smoke):
-    """Containers add what the engine spent for them (its own cgroup here), libvirt what
-    libvirtd spent (psutil: QEMU is not its child); native and QEMU on its own spend
-    nothing outside their cgroup."""
+    """Containers add what the engine spent for them (its own cgroup here), Podman what its
+    CLI calls spent (rusage), libvirt what libvirtd spent (psutil: QEMU is not its child);
+    native, oci and QEMU on its own spend nothing outside their cgroup."""
     out, _ = smoke
     by_instance = {}
     for r in records(out):
@@ -96,7 +96,7 @@ def test_cpu_total_is_cgroup_plus_engine_cpu(smoke):
             by_instance.setdefault((r["cell"], r["rep"]), {})[r["metric"]] = r
     for (cell, _rep), m in by_instance.items():
         total = m["cpu.total_seconds"]["value"]
-        manager = {"docker": "cgroup", "libvirt": "psutil"}.get(m["cpu.seconds"]["kind"])
+        manager = {"docker": "cgroup", "libvirt": "psutil", "podman": "rusage"}.get(m["cpu.seconds"]["kind"])
         if manager:
             assert m["cpu.engine_seconds"]["tags"]["engine_cpu_source"] == manager, cell
             assert m["cpu.engine_seconds"]["value"] > 0, cell  # every launch costs the manager

@@ -20,12 +20,12 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.agent import LineReader
 from bench.collect.cgroups import ROOT, Cgroup, cgroup_version, parse_proc_cgroup
 from bench.collect.engine import EngineCpu
 from bench.collect.slices import instance_slice, slice_path, stop_slice
 from bench.errors import RuntimeFailure
 from bench.params import Param
-from bench.agent import LineReader
 from bench.runtimes.base import Instance, Limits, Traits, run_tool
 from bench.runtimes.libvirtd import (MANAGER_PROCESSES, binding, connect, ensure_libvirtd,
                                      version_text)
@@ -152,7 +152,7 @@ class LibvirtRuntime(QemuRuntime):
                                               serial=workdir / f"{instance}.serial"))
         with self._launching(inst):
             headroom = self.options["memory_headroom_mib"]
-            inst.tags.update(memory_headroom_mib=headroom, manager="libvirtd")
+            inst.tags["memory_headroom_mib"] = headroom
             memory = (limits.memory_mib + headroom) * MiB
             if self.systemd:
                 inst.slice = instance_slice(instance)
@@ -161,14 +161,8 @@ class LibvirtRuntime(QemuRuntime):
                 inst.partition = f"{PARTITIONS}/{name}.partition"
                 make_partition(inst.partition)
                 Cgroup.at(inst.partition).limit(limits.cpus, memory)
-            inst.tags["disk_cache"] = cache = self.disk_cache(needs)
-            run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.context.image.disk),
-                      "-F", "raw", str(inst.overlay)])
+            cache = self._disks(inst, needs)
             volume = self._volume_file(inst, needs.volume_mib) if needs.volume_mib else None
-            if needs.scratch or needs.volume_mib:
-                inst.tags.update(disk_backing="virtio-blk, qcow2 overlay" if needs.scratch
-                                 else "virtio-blk, raw ext4 file on the host",
-                                 host_page_cache=cache not in ("none", "directsync"))
             inst.lines, inst.keep_open = self._serial(inst)
             xml = self.domain_xml(instance, command, limits, needs, inst.overlay, volume,
                                   inst.serial, cache, f"/cvbench/{name}")
@@ -191,12 +185,6 @@ class LibvirtRuntime(QemuRuntime):
                                 "startup.libvirt_s": t_qemu - t_overlay,
                                 "startup.vmm_s": t_resumed - t_qemu})
         return inst
-
-    def _volume_file(self, inst: LibvirtInstance, size_mib: int) -> Path:
-        disk = self.context.workdir / f"{inst.name}-volume.raw"
-        inst.scratch.append(disk)
-        run_tool(["mke2fs", "-q", "-F", "-t", "ext4", str(disk), f"{size_mib}M"])
-        return disk
 
     def _serial(self, inst: LibvirtInstance):
         """The guest's serial port as a FIFO pair QEMU opens; read from before it starts."""

@@ -193,18 +193,14 @@ class QemuRuntime(Runtime):
                                          qmp_socket=workdir / f"{instance}.qmp"))
         with self._launching(inst):
             inst.tags["memory_headroom_mib"] = headroom
-            run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.context.image.disk),
-                      "-F", "raw", str(inst.overlay)])
-            inst.tags["disk_cache"] = cache = self.disk_cache(needs)
-            if needs.scratch or needs.volume_mib:
-                inst.tags.update(disk_backing="virtio-blk, qcow2 overlay" if needs.scratch
-                                 else "virtio-blk, raw ext4 file on the host",
-                                 host_page_cache=cache not in DISK_CACHES[:2])
+            cache = self._disks(inst, needs)
             net = self._tap(inst) if needs.direct_net else self._network(port) if needs.serves else []
             argv = self._argv(instance, command, limits, accel, inst.overlay, inst.qmp_socket,
                               needs, inst.tags.get("guest_net"), cache) + net
             if needs.volume_mib:
-                argv += self._volume(inst, needs.volume_mib, cache)
+                argv += ["-drive", f"file={self._volume_file(inst, needs.volume_mib)},if=none,"
+                         f"id=volume,format=raw,cache={cache}",
+                         "-device", f"{self._disk_device()},drive=volume"]
             t_overlay = time.monotonic()
             inst.process = spawn(cgroup.enter_argv(argv))
             inst.lines = LineReader(pipe_chunks(inst.process), instance)
@@ -218,13 +214,23 @@ class QemuRuntime(Runtime):
                     raise RuntimeFailure(f"{instance}: QEMU reports KVM not enabled: {kvm}")
         return inst
 
-    def _volume(self, inst: VmInstance, size_mib: int, cache: str) -> list[str]:
+    def _disks(self, inst, needs: Needs) -> str:
+        """The instance's qcow2 overlay on the image's disk, its disk tags; the cache mode."""
+        run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.context.image.disk),
+                  "-F", "raw", str(inst.overlay)])
+        inst.tags["disk_cache"] = cache = self.disk_cache(needs)
+        if needs.scratch or needs.volume_mib:
+            inst.tags.update(disk_backing="virtio-blk, qcow2 overlay" if needs.scratch
+                             else "virtio-blk, raw ext4 file on the host",
+                             host_page_cache=cache not in DISK_CACHES[:2])
+        return cache
+
+    def _volume_file(self, inst, size_mib: int) -> Path:
         """An extra raw ext4 disk: the guest agent mounts /dev/vdb on /mnt/volume."""
         disk = self.context.workdir / f"{inst.name}-volume.raw"
         inst.scratch.append(disk)
         run_tool(["mke2fs", "-q", "-F", "-t", "ext4", str(disk), f"{size_mib}M"])
-        return ["-drive", f"file={disk},if=none,id=volume,format=raw,cache={cache}",
-                "-device", f"{self._disk_device()},drive=volume"]
+        return disk
 
     def _network(self, port: int) -> list[str]:
         # restrict=on: the guest reaches nothing; the forward from 127.0.0.1 still works

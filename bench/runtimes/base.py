@@ -236,6 +236,17 @@ def run_tool(argv: list[str]) -> None:
         raise RuntimeFailure(f"{argv[0]} failed: {(result.stderr or result.stdout).strip()[-400:]}")
 
 
+def wait_for_daemon(answers, name: str, log: Path, timeout: float, every: float = 0.2) -> None:
+    """Poll answers() until the daemon cvbench just started answers, or say where to look."""
+    from bench.errors import UserError
+
+    deadline = time.monotonic() + timeout
+    while not answers():
+        if time.monotonic() > deadline:
+            raise UserError(f"{name} did not answer within {timeout:.0f} s", fix=f"read {log}")
+        time.sleep(every)
+
+
 def command_version(argv: list[str]) -> str | None:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=10)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.runtimes.base import wait_for_daemon
 
 DAEMON_JSON = Path("/etc/docker/daemon.json")
 DOCKERD_LOG = Path("/var/log/cvbench-dockerd.log")
@@ -71,12 +72,7 @@ def start_dockerd(timeout: float = 60.0) -> None:
         with open(DOCKERD_LOG, "ab") as log:
             subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                              start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while not docker_answers():
-        if time.monotonic() > deadline:
-            raise UserError(f"dockerd did not answer within {timeout:.0f} s",
-                            fix=f"read {DOCKERD_LOG}")
-        time.sleep(0.5)
+    wait_for_daemon(docker_answers, "dockerd", DOCKERD_LOG, timeout, every=0.5)
     from bench.collect.engine import locate_engine
 
     # Started by hand it sits in the root cgroup: give it one whose CPU is the engine's

@@ -8,11 +8,11 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 from bench.apt import install_packages
 from bench.errors import UserError
+from bench.runtimes.base import wait_for_daemon
 
 URI = "qemu:///system"
 SOCKET = Path("/run/libvirt/libvirt-sock")
@@ -87,12 +87,7 @@ def start_libvirtd(timeout: float = 30.0) -> None:
         for daemon in ("virtlogd", "libvirtd"):
             if subprocess.run(["pidof", daemon], capture_output=True).returncode != 0:
                 subprocess.run([daemon, "-d"], env=env, check=False, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    while not answers():
-        if time.monotonic() > deadline:
-            raise UserError(f"libvirtd did not answer on {SOCKET} within {timeout:.0f} s",
-                            fix=f"read {LOG}")
-        time.sleep(0.2)
+    wait_for_daemon(answers, f"libvirtd on {URI}", LOG, timeout)
 
 
 def ensure_libvirtd() -> None:

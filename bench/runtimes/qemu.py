@@ -85,14 +85,14 @@ class QemuRuntime(Runtime):
         "accel": Param(str, "auto", "kvm, tcg (emulation) or auto: probe KVM, fall back to TCG",
                        choices=("auto", "kvm", "tcg")),
         "memory_headroom_mib": Param(int, 512, "cgroup memory for QEMU itself beyond guest RAM"),
-        # QEMU 7.2 gives TCG a translation cache of up to 1 GiB: with a guest that churns
-        # its memory it grew past 500 MiB here and the VM was OOM-killed in its cgroup
         # The fast boot: the cloud kernel has virtio-blk as a module (read from its initrd)
         # but NVMe built in, so without an initrd the root disk is NVMe (microvm: on PCIe)
         "initrd": Param(bool, True, "boot through the image's initrd (false: root on NVMe, a "
                         "driver built into the kernel; no network or volume disk then)"),
         "pvh": Param(bool, False, "boot the uncompressed kernel at its PVH entry: no firmware "
                      "real-mode setup, no decompression in the guest"),
+        # QEMU 7.2 gives TCG a translation cache of up to 1 GiB: with a guest that churns
+        # its memory it grew past 500 MiB here and the VM was OOM-killed in its cgroup
         "tcg_tb_size_mib": Param(int, 128, "TCG translation cache size (emulation only)"),
         "probe_timeout_s": Param(float, 60.0, "how long auto waits for a KVM guest to boot"),
         # auto: "none" for disk workloads, so the guest's direct I/O reaches the host disk
@@ -220,7 +220,8 @@ class QemuRuntime(Runtime):
                   "-F", "raw", str(inst.overlay)])
         inst.tags["disk_cache"] = cache = self.disk_cache(needs)
         if needs.scratch or needs.volume_mib:
-            inst.tags.update(disk_backing="virtio-blk, qcow2 overlay" if needs.scratch
+            root = "virtio-blk" if self.options["initrd"] else "nvme"
+            inst.tags.update(disk_backing=f"{root}, qcow2 overlay" if needs.scratch
                              else "virtio-blk, raw ext4 file on the host",
                              host_page_cache=cache not in DISK_CACHES[:2])
         return cache

@@ -110,12 +110,14 @@ def phases_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     return save(fig, path)
 
 
-def waterfall_figure(frame: pd.DataFrame, path: Path) -> Path | None:
+def waterfall_figure(frame: pd.DataFrame, path: Path, environment: dict | None = None) -> Path | None:
     """Each runtime's launch-to-READY split into the layers of its stack (report/waterfall):
-    a row per runtime, each on its own time scale, as in the phases figure."""
-    found = waterfall.waterfalls(frame)
+    a row per runtime, each on its own time scale, as in the phases figure; beside a managed
+    runtime, what the manager costs against its bare twin."""
+    found = waterfall.waterfalls(frame, environment)
     if not found:
         return None
+    costs = {c.managed: c for c in waterfall.manager_costs(found, environment)}
     emulated = emulated_runtimes(frame)
     height = max(SIZE[1], 1.5 + 0.8 * len(found))
     fig = Figure(figsize=(SIZE[0], height), dpi=DPI, layout="constrained")
@@ -132,10 +134,13 @@ def waterfall_figure(frame: pd.DataFrame, path: Path) -> Path | None:
             # clocks read apart can leave a few ms below zero: drawn as nothing
             legend[layer] = ax.barh(0, max(width, 0.0), left=left, color=colours[layer], height=0.6)
             left += max(width, 0.0)
-        ax.text(left, 0, f"  READY {_seconds(row.ready)}", va="center", fontsize=8)
+        cost = costs.get(row.runtime)
+        extra = (f"\n  manager +{_seconds(cost.difference.difference)} vs {cost.bare}"
+                 if cost else "")
+        ax.text(left, 0, f"  READY {_seconds(row.ready)}{extra}", va="center", fontsize=8)
         ax.set_yticks([0], [f"{runtime_label(row.runtime, emulated)}\n"
                             f"{row.manager or 'no manager'}"], fontsize=8)
-        ax.set_xlim(0, max(left, row.ready) * 1.3)
+        ax.set_xlim(0, max(left, row.ready) * 1.6)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _seconds(v)))
         ax.grid(axis="x", alpha=0.3)

@@ -41,8 +41,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 @dataclass(frozen=True)
 class FigureSpec:
     name: str
-    draw: Callable[[pd.DataFrame, Path], Path | None]
+    draw: Callable[..., Path | None]  # (frame, path[, environment]) -> the PNG, or None
     caption: Callable[[pd.DataFrame], str]
+    with_environment: bool = False  # the runtimes' options from environment.json
 
 
 FIGURES = [
@@ -59,7 +60,8 @@ FIGURES = [
         "startup workloads: the manager's own phases; the runtime or VMM until the agent "
         "starts (on the host's clock where the instance shares the host's kernel; for a VM or "
         "gVisor, until the guest's clock starts, firmware and kernel load included); the guest "
-        "kernel until init (guest clock); init until READY reaches the host.")),
+        "kernel until init (guest clock); init until READY reaches the host. Beside a managed "
+        "runtime: what its manager costs against the same stack without it."), True),
     FigureSpec("memory.png", figures.memory_figure, lambda frame: (
         f"Memory per instance for workload {memory_workload(frame)}, two views side by side: the "
         "cgroup working set (usage less inactive file cache) and the PSS summed over the "
@@ -80,7 +82,7 @@ def build_report(directory: Path) -> Path:
     # Victims beside an aggressor have the isolation section; every other view shows
     # instances that ran alone.
     alone = frame[aggressor_column(frame) == ""]
-    drawn = draw_figures(alone, directory / FIGURES_DIR)
+    drawn = draw_figures(alone, directory / FIGURES_DIR, environment)
     context = page_context(alone, environment, drawn)
     context["verdicts"] = verdicts.all_verdicts(frame, environment)  # isolation needs both
     context["min_n_claim"] = verdicts.MIN_N_CLAIM
@@ -130,12 +132,14 @@ def _manager_cpu(w: waterfall.Waterfall) -> str:
     return f"{units.quantity(w.manager_cpu_s, 's')} ({w.manager_cpu_source})"
 
 
-def draw_figures(frame: pd.DataFrame, folder: Path) -> list[dict]:
+def draw_figures(frame: pd.DataFrame, folder: Path, environment: dict | None = None) -> list[dict]:
     """The figures there is data for; a stale PNG of one there is none for is removed."""
     drawn = []
     for spec in FIGURES:
         target = folder / spec.name
-        if spec.draw(frame, target) is None:
+        drawn_at = (spec.draw(frame, target, environment) if spec.with_environment
+                    else spec.draw(frame, target))
+        if drawn_at is None:
             target.unlink(missing_ok=True)
             continue
         drawn.append({"src": f"{FIGURES_DIR}/{spec.name}", "caption": spec.caption(frame)})

@@ -612,5 +612,10 @@ def _settled(verdict: Verdict, smallest_n: int, vm_emulated: bool) -> Verdict:
     return Verdict(verdict.claim, status, reason, verdict.comparisons, verdict.notes)
 
 
-def _pairs(comparisons: list[Comparison]) -> str:
-    return ", ".join(f"{c.runtime} vs {c.reference}" for c in comparisons)
+def _pairs(comparisons: list[Comparison], shown: int = 4) -> str:
+    """The pairs in words; past a few (a spectrum run has dozens) a count, the numbers
+    beside the verdict list them all."""
+    names = [f"{c.runtime} vs {c.reference}" for c in comparisons]
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown - 1])} and {len(names) - shown + 1} more pairs"

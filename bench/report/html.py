@@ -128,7 +128,7 @@ def _manager_cpu(w: waterfall.Waterfall) -> str:
     if w.manager is None:
         return "— (no manager)"
     if w.manager_cpu_s is None:
-        return "not counted yet"
+        return "not recorded in this run"
     return f"{units.quantity(w.manager_cpu_s, 's')} ({w.manager_cpu_source})"
 
 

@@ -171,10 +171,9 @@ class Runtime(ABC):
         """The one instance lifecycle: launch, hand the instance over, release it whatever
         happens (the run's cleanup holds it from the launch on, for a Ctrl-C meanwhile)."""
         inst = self.launch(command, limits, instance, needs=needs, port=port)
-        try:
+        with self._released_after_failure(inst):
             yield inst
-        finally:
-            self.context.cleanup.release(inst.cleanup_token)
+        self.context.cleanup.release(inst.cleanup_token)
 
     def memory_overhead_mib(self) -> int:
         """Host memory an instance may take beyond its limit (a VMM beside guest RAM)."""
@@ -208,10 +207,22 @@ class Runtime(ABC):
     @contextmanager
     def _launching(self, inst: Instance):
         """A launch that fails half-way releases what it already holds."""
+        with self._released_after_failure(inst):
+            yield inst
+
+    @contextmanager
+    def _released_after_failure(self, inst: Instance):
+        """On an error or a Ctrl-C, release the instance, and let that error or Ctrl-C go
+        on: a release that fails too must not turn a Ctrl-C into a failed cell (the run
+        would go on). Its action stays registered, and the run's cleanup tries it again and
+        reports it."""
         try:
             yield inst
         except BaseException:
-            self.context.cleanup.release(inst.cleanup_token)
+            try:
+                self.context.cleanup.release(inst.cleanup_token)
+            except Exception:
+                pass
             raise
 
     def describe(self) -> dict:

@@ -12,6 +12,7 @@ without CAP_SYS_RESOURCE refuses.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import shutil
@@ -39,6 +40,7 @@ PARTITIONS = "cvbench.partition"  # libvirt's name for the partition /cvbench
 
 @dataclass
 class LibvirtInstance(Instance):
+    conn: object = None  # the runtime's libvirt connection
     domain: object = None
     qemu_pid: int = 0
     overlay: Path | None = None
@@ -57,12 +59,21 @@ class LibvirtInstance(Instance):
         return time.monotonic()
 
     def close(self) -> None:
-        if self.domain is not None:
-            try:
-                self.domain.destroy()
-            except Exception:  # gone already: transient domains vanish when QEMU exits
+        # Interrupted inside createXML, the domain may exist with no handle here: by name
+        domain = self.domain or next((d for d in self.conn.listAllDomains()
+                                      if d.name() == self.name), None) if self.conn else None
+        if domain is not None:
+            try:  # a transient domain vanishes when QEMU exits: destroy only a running one
+                # (asking for a gone one would print libvirt's "Domain not found")
+                if domain.ID() in domain.connect().listDomainsID():
+                    domain.destroy()
+            except Exception:  # gone meanwhile
                 pass
             self.domain = None
+        # libvirt removes the domain's cgroup (inside the partition) once QEMU is gone
+        deadline = time.monotonic() + 10
+        while self.qemu_pid and qemu_alive(self.qemu_pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
         if self.keep_open is not None:
             os.close(self.keep_open)  # with QEMU gone, the reader sees the end
             self.keep_open = None
@@ -147,7 +158,7 @@ class LibvirtRuntime(QemuRuntime):
         t0 = time.monotonic()
         workdir = self.context.workdir
         name = instance.removeprefix("cvbench-").replace("-", "_")
-        inst = self._register(LibvirtInstance(name=instance, t_launch=t0,
+        inst = self._register(LibvirtInstance(name=instance, t_launch=t0, conn=self.conn,
                                               overlay=workdir / f"{instance}.qcow2",
                                               serial=workdir / f"{instance}.serial"))
         with self._launching(inst):
@@ -289,22 +300,33 @@ def make_partition(relpath: str, root: Path = ROOT) -> None:
 
 
 def leftover_partitions(root: Path = ROOT) -> list[str]:
-    """Instance partitions (no systemd) that hold no process."""
-    top = root / ("" if cgroup_version(root) == 2 else "pids") / PARTITIONS
-    return [f"{PARTITIONS}/{d.name}" for d in (top.iterdir() if top.exists() else [])
-            if d.is_dir() and not Cgroup.at(f"{PARTITIONS}/{d.name}", root).pids()]
+    """Instance partitions (no systemd) that hold no process, in any hierarchy (a removal
+    cut short may have left some hierarchies only)."""
+    tops = [root] if cgroup_version(root) == 2 else v1_hierarchies(root)
+    names = sorted({d.name for top in tops if (top / PARTITIONS).is_dir()
+                    for d in (top / PARTITIONS).iterdir() if d.is_dir()})
+    return [f"{PARTITIONS}/{name}" for name in names
+            if not Cgroup.at(f"{PARTITIONS}/{name}", root).pids()]
 
 
-def remove_partition(relpath: str, root: Path = ROOT) -> None:
-    """What a destroyed domain leaves: the partition's own directories."""
-    Cgroup.at(relpath, root).remove()  # kills whatever is left in the controllers cvbench reads
+def remove_partition(relpath: str, root: Path = ROOT, timeout: float = 5.0) -> None:
+    """What a destroyed domain leaves: the partition's own directories (libvirt may still
+    be removing its domain's, below them: a busy one is tried again until timeout)."""
+    Cgroup.at(relpath, root).remove(timeout)  # kills whatever is left in the controllers cvbench reads
+    deadline = time.monotonic() + timeout
     tops = [root] if cgroup_version(root) == 2 else v1_hierarchies(root)
     for top in tops:
         for dirpath, _dirs, _files in sorted(os.walk(top / relpath), key=lambda w: -len(w[0])):
-            try:
-                os.rmdir(dirpath)
-            except FileNotFoundError:
-                pass
+            while True:
+                try:
+                    os.rmdir(dirpath)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
 
 
 def limit_slice(name: str, cpus: float, memory_bytes: int) -> None:

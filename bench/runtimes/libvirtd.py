@@ -35,8 +35,6 @@ def binding():
 
 def connect():
     libvirt = binding()
-    # libvirt prints every error it raises; cvbench reports the ones that matter itself
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     try:
         return libvirt.open(URI)
     except libvirt.libvirtError as exc:

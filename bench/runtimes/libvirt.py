@@ -60,8 +60,9 @@ class LibvirtInstance(Instance):
 
     def close(self) -> None:
         # Interrupted inside createXML, the domain may exist with no handle here: by name
-        domain = self.domain or next((d for d in self.conn.listAllDomains()
-                                      if d.name() == self.name), None) if self.conn else None
+        domain = self.domain
+        if domain is None and self.conn is not None:
+            domain = next((d for d in self.conn.listAllDomains() if d.name() == self.name), None)
         if domain is not None:
             try:  # a transient domain vanishes when QEMU exits: destroy only a running one
                 # (asking for a gone one would print libvirt's "Domain not found")

@@ -15,7 +15,8 @@ from bench.errors import RuntimeFailure
 #: Where the image recipe installs the agent, in every runtime.
 AGENT_PATH = "/opt/cvbench/agent"
 PREFIX = "CVBENCH "
-EVENTS = ("READY", "DONE", "SERVING")
+EVENTS = ("READY", "DONE", "SERVING", "WAITING")
+AWAIT = "--await"  # the command that makes the agent read its workload after WAITING
 
 
 def agent_script() -> bytes:
@@ -24,7 +25,16 @@ def agent_script() -> bytes:
 
 def kernel_cmdline_arg(command: str) -> str:
     """The workload as one kernel command-line word (base64 has no spaces)."""
-    return "cvbench.cmd=" + base64.b64encode(command.encode()).decode()
+    return "cvbench.await=1" if command == AWAIT else "cvbench.cmd=" + encoded(command)
+
+
+def workload_line(command: str) -> bytes:
+    """The workload as the one line a WAITING agent reads."""
+    return (encoded(command) + "\n").encode()
+
+
+def encoded(command: str) -> str:
+    return base64.b64encode(command.encode()).decode()
 
 
 @dataclass(frozen=True)

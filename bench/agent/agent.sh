@@ -9,6 +9,10 @@
 #   ...workload output...
 #   CVBENCH SERVING <port> ...          (serving workloads) the host may connect now
 #   CVBENCH DONE <exit code>
+# Told to await its workload (cvbench.await=1 in a VM, --await as $1 elsewhere), the agent
+# prints "CVBENCH WAITING <uptime s>" once set up, then reads the workload, base64, as one
+# line on its standard input (a VM's serial console): an instance snapshotted while it
+# waits takes its workload after the restore, and READY follows.
 # Containers and native runs pass the workload as $1. In a VM the agent is init
 # (PID 1, no arguments): it mounts the pseudo file systems, reads the workload
 # from the kernel command line (cvbench.cmd=<base64>) and powers off at the end.
@@ -33,6 +37,7 @@ if [ "$#" -eq 0 ]; then
             cvbench.net=*) net="${word#cvbench.net=}" ;;
             cvbench.volume=1) volume=1 ;;
             cvbench.pids=*) pids="${word#cvbench.pids=}" ;;
+            cvbench.await=1) await=1 ;;
         esac
     done
     cmd=$(printf '%s' "$encoded" | base64 -d)
@@ -73,7 +78,16 @@ if [ "$#" -eq 0 ]; then
 else
     vm=
     cmd=$1
+    [ "$cmd" = --await ] && await=1
     read -r started_uptime _ </proc/uptime
+fi
+
+if [ -n "$await" ]; then
+    stty -echo 2>/dev/null  # a console would echo the workload line back to the host
+    read -r uptime _ </proc/uptime
+    echo "CVBENCH WAITING $uptime"
+    read -r encoded
+    cmd=$(printf '%s' "$encoded" | base64 -d)
 fi
 
 read -r uptime _ </proc/uptime

@@ -9,6 +9,11 @@ the scenario's `counts`, and what each costs the host, three ways (DESIGN.md §7
 Also the startup latency of the k-th instance as instances pile up (launched one after the
 other), and the time to start all N at once (one thread per instance, launched together).
 
+With grow = true (scenarios/density-limit.toml), instances are added one at a time instead,
+all kept up, until a stop rule fires: the memory floor below, a launch that fails, a READY
+slower than latency_factor times the median of one instance started alone, or the cap. Its
+cell is density-limit@<runtime>; density.reached_n carries the rule (tag stop_rule).
+
 Before every launch the host's MemAvailable is checked against `memory_floor_mib` plus what
 the next instance may take; when it would fall below, the runtime stops there, says so, and
 records what it reached (density.reached_n with the reason) rather than let the OOM killer
@@ -27,13 +32,16 @@ from bench.collect.processes import memory_of
 from bench.console import say
 from bench.errors import RuntimeFailure
 from bench.measure import Value
-from bench.modes.base import Mode, positive_ints
+from bench.modes.base import Mode, positive, positive_ints
 from bench.params import Param
 from bench.runtimes import Limits
 from bench.units import MiB, quantity
 from bench.spec import Cell, Step
 
 CELL = "density"
+LIMIT_CELL = "density-limit"
+MIN_FLOOR_MIB = 1024  # the host's own room: no scenario may let instances take it
+SOLO_LAUNCHES = 3  # one instance alone, this many times: the latency rule's reference
 IDLE_COMMAND = "sleep 86400"  # idles until the host removes it
 SETTLE_S = 2.0  # after the last READY, before memory is read: let the guests quiet down
 
@@ -46,28 +54,54 @@ class Density(Mode):
     name = "density"
     OPTIONS = {
         "counts": Param(list, [1, 2, 4], "how many idle instances to start side by side, per step"),
-        "memory_floor_mib": Param(int, 2048, "stop before host MemAvailable falls below this"),
+        "memory_floor_mib": Param(int, 2048, "stop before host MemAvailable falls below this "
+                                  f"(at least {MIN_FLOOR_MIB})"),
+        "grow": Param(bool, False, "add idle instances one at a time until a stop rule fires "
+                      "(counts unused)"),
+        "max_instances": Param(int, 64, "grow: the cap"),
+        "latency_factor": Param(float, 3.0, "grow: stop at a READY slower than this times the "
+                                "median of one instance alone"),
     }
 
     @classmethod
     def checked(cls, options: dict) -> dict:
-        return {**options, "counts": positive_ints(options, "counts")}
+        positive(options, "max_instances", "latency_factor")
+        return {**options, "counts": positive_ints(options, "counts"),
+                "memory_floor_mib": floor_mib(options)}
 
     def run(self, session) -> None:
-        counts = sorted(set(self.options["counts"]))
         floor = self.options["memory_floor_mib"]
+        if self.options["grow"]:
+            cap, factor = self.options["max_instances"], self.options["latency_factor"]
+            session.announce(f"one more idle instance at a time until the memory floor "
+                             f"({floor} MiB), a failed launch, a READY over {factor:g}x alone, "
+                             f"or {cap} instances")
+            for rep in range(session.scenario.reps):
+                for spec, runtime in session.usable():
+                    Pile(session, spec, runtime, floor, LIMIT_CELL).grow(rep, cap, factor)
+            return
+        counts = sorted(set(self.options["counts"]))
         session.announce(f"N in {counts}, memory floor {floor} MiB")
         for spec, runtime in session.usable():
             Pile(session, spec, runtime, floor).run(counts)
 
 
+def floor_mib(options: dict) -> int:
+    if options["memory_floor_mib"] < MIN_FLOOR_MIB:
+        raise ValueError(f"memory_floor_mib: at least {MIN_FLOOR_MIB} (the host's own room), "
+                         f"got {options['memory_floor_mib']}")
+    return options["memory_floor_mib"]
+
+
 class Pile:
     """The instances of one runtime, piled up N at a time."""
 
-    def __init__(self, session, spec, runtime, floor_mib: int):
+    def __init__(self, session, spec, runtime, floor_mib: int, cell: str = CELL,
+                 command: str = IDLE_COMMAND):
         self.session, self.spec, self.runtime = session, spec, runtime
         scenario = session.scenario
-        self.cell = Cell.of_mode(CELL, spec)
+        self.cell = Cell.of_mode(cell, spec)
+        self.command = command
         self.limits = Limits(scenario.cpus, scenario.memory_mib)
         self.floor = floor_mib * MiB
         # Until measured, the next instance may take all it is allowed (a VM: guest + VMM).
@@ -97,6 +131,53 @@ class Pile:
                       Value("density.reached_n", reached, "1"))
             raise
         self.save(0, {"stop_reason": reason}, Value("density.reached_n", reached, "1"))
+
+    # -- one more at a time until something gives --------------------------------------
+
+    def grow(self, rep: int, cap: int, factor: float) -> None:
+        rule, why, instances, tags = "cap", f"reached the cap of {cap}", [], {"grow": True}
+        try:
+            solo = sorted(self.alone() for _ in range(SOLO_LAUNCHES))
+            target = tags["latency_target_s"] = factor * solo[len(solo) // 2]
+            drop_caches()  # once: dropping between launches would slow the next one
+            before = mem_available()
+            with ExitStack() as up:
+                for n in range(1, cap + 1):
+                    try:
+                        self.check_floor(1, n, n - 1)
+                        inst, ready_s, _ = self.launch_ready(up)
+                    except BelowFloor as exc:
+                        rule, why = "memory floor", str(exc)
+                        break
+                    except Exception as exc:
+                        if n == 1:  # not a limit: the runtime does not work
+                            self.session.fail(self.cell.name)
+                        rule, why = "launch failed", f"launch {n}: {type(exc).__name__}: {exc}"
+                        break
+                    instances.append(inst)
+                    values = self.memory_values(instances, before, n, drop=False)
+                    self.save(rep, {**tags, "n": n, "k": n},
+                              Value("density.kth_ready_s", ready_s, "s"), *values)
+                    if ready_s > target:
+                        rule, why = "latency", (f"instance {n} READY in {ready_s:.3f} s, over "
+                                                f"{factor:g}x the {target / factor:.3f} s alone")
+                        instances.pop()
+                        break
+                    if n % 8 == 0:
+                        say(f"  {self.spec.name}: {n} up, the last READY in {ready_s:.3f} s")
+        except KeyboardInterrupt as exc:
+            self.save(rep, {**tags, "stop_rule": "interrupted",
+                            "stop_reason": f"interrupted ({exc or 'Ctrl-C'})"},
+                      Value("density.reached_n", len(instances), "1"))
+            raise
+        self.save(rep, {**tags, "stop_rule": rule, "stop_reason": why},
+                  Value("density.reached_n", len(instances), "1"))
+        say(f"  {self.spec.name} rep {rep}: reached N={len(instances)}, stopped by {rule}: {why}")
+
+    def alone(self) -> float:
+        """READY seconds of one instance launched with nothing else of the run up."""
+        with ExitStack() as up:
+            return self.launch_ready(up)[1]
 
     # -- one after the other, then memory with all N up ---------------------------------
 
@@ -130,13 +211,14 @@ class Pile:
                                        before - mem_available(), "bytes"))
 
     @staticmethod
-    def memory_values(instances, before: int, n: int) -> list[Value]:
+    def memory_values(instances, before: int, n: int, drop: bool = True) -> list[Value]:
         pids, working_set = set(), 0
         for inst in instances:
             pids |= inst.host_pids()
             working_set += inst.cgroup.memory().working_set if inst.cgroup else 0
         mem = memory_of(pids)
-        drop_caches()
+        if drop:
+            drop_caches()
         after = mem_available()
         return [
             Value("density.mem_available_drop_per_instance_bytes", (before - after) / n, "bytes"),
@@ -150,40 +232,46 @@ class Pile:
 
     def concurrent(self, n: int, rep: int) -> None:
         self.check_floor(n, n, 0)
-        names = [self.session.instance_name() for _ in range(n)]
-        results: list = [None] * n
-        go, entering = threading.Event(), threading.Lock()
-
         with ExitStack() as up:
-            def start(i: int) -> None:
-                go.wait()
-                try:
-                    results[i] = self.launch_ready(up, names[i], entering)
-                except BaseException as exc:  # reported below, in the main thread
-                    results[i] = exc
-
-            threads = [threading.Thread(target=start, args=(i,), daemon=True) for i in range(n)]
-            for t in threads:
-                t.start()
-            t0 = time.monotonic()
-            go.set()
-            try:
-                for t in threads:
-                    t.join()
-            finally:
-                # A Ctrl-C lands here while threads may still be launching: let them finish,
-                # so every instance they start is held before the stack releases them.
-                ignore_signals_during(lambda: [t.join(self.session.scenario.timeout_s)
-                                               for t in threads])
-                t_end = time.monotonic()
-        failed = [r for r in results if not isinstance(r, tuple)]
-        if failed:
-            raise RuntimeFailure(f"{len(failed)} of {n} concurrent launches failed: {failed[0]}")
+            t0, results = self.launch_together(up, n)
+            t_end = time.monotonic()
         last_ready = max(r[2] for r in results)
         self.save(rep, {"n": n}, Value("density.all_ready_s", last_ready - t0, "s"),
                   Value("density.concurrent_ready_median_s", sorted(r[1] for r in results)[n // 2], "s"))
         say(f"  {self.spec.name} N={n} rep {rep}: all {n} ready together in "
             f"{last_ready - t0:.2f} s (wall {t_end - t0:.2f} s with teardown wait)")
+
+    def launch_together(self, up: ExitStack, n: int) -> tuple[float, list]:
+        """n instances launched at the same moment, a thread each through the runtime's own
+        API, held by up: (the moment, [(instance, ready seconds, READY time)])."""
+        names = [self.session.instance_name() for _ in range(n)]
+        results: list = [None] * n
+        go, entering = threading.Event(), threading.Lock()
+
+        def start(i: int) -> None:
+            go.wait()
+            try:
+                results[i] = self.launch_ready(up, names[i], entering)
+            except BaseException as exc:  # reported below, in the main thread
+                results[i] = exc
+
+        threads = [threading.Thread(target=start, args=(i,), daemon=True) for i in range(n)]
+        for t in threads:
+            t.start()
+        t0 = time.monotonic()
+        go.set()
+        try:
+            for t in threads:
+                t.join()
+        finally:
+            # A Ctrl-C lands here while threads may still be launching: let them finish,
+            # so every instance they start is held before the stack releases them.
+            ignore_signals_during(lambda: [t.join(self.session.scenario.timeout_s)
+                                           for t in threads])
+        failed = [r for r in results if not isinstance(r, tuple)]
+        if failed:
+            raise RuntimeFailure(f"{len(failed)} of {n} concurrent launches failed: {failed[0]}")
+        return t0, results
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -191,7 +279,7 @@ class Pile:
         """One idle instance, held by up until it closes, READY: (instance, ready seconds,
         READY time). entering: a lock when threads share up; they launch in parallel and
         only hand their instance over one at a time."""
-        running = self.runtime.running(IDLE_COMMAND, self.limits, name or self.session.instance_name())
+        running = self.runtime.running(self.command, self.limits, name or self.session.instance_name())
         inst = running.__enter__()  # as ExitStack.enter_context, its exit pushed below
         with entering or nullcontext():
             up.push(running.__exit__)

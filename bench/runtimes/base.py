@@ -15,6 +15,7 @@ from bench.agent import LineReader
 from bench.cleanup import Cleanup
 from bench.collect.cgroups import Cgroup
 from bench.collect.engine import EngineCpu
+from bench.collect.host import du_bytes
 from bench.images import GuestImage
 from bench.params import Param
 from bench.workloads import NO_NEEDS, Needs
@@ -63,6 +64,20 @@ def on_own_kernel(traits: Traits, oci_runtime: str | None) -> Traits:
     if str(oci_runtime or "runc").startswith(OWN_KERNEL_OCI_RUNTIMES):
         return replace(traits, isolation="sandbox", shares_host_kernel=False)
     return traits
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A saved instance, waiting for its workload: what restore() needs, and its cost."""
+
+    files: tuple[Path, ...]  # on the host's disk, the run's scratch folder
+    limits: Limits
+    seconds: float  # launch to saved and removed
+    tags: dict = field(default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(du_bytes(path) for path in self.files)
 
 
 @dataclass
@@ -171,6 +186,29 @@ class Runtime(ABC):
         """The one instance lifecycle: launch, hand the instance over, release it whatever
         happens (the run's cleanup holds it from the launch on, for a Ctrl-C meanwhile)."""
         inst = self.launch(command, limits, instance, needs=needs, port=port)
+        with self._released_after_failure(inst):
+            yield inst
+        self.context.cleanup.release(inst.cleanup_token)
+
+    # -- warm starts: where a kind can, an instance snapshotted while its agent waits for
+    # its workload, restored as often as asked
+
+    def cannot_restore(self) -> str | None:
+        """Why this runtime cannot snapshot and restore an instance here, or None."""
+        return f"cvbench does not snapshot {self.kind} instances"
+
+    def snapshot(self, limits: Limits, instance: str, timeout_s: float) -> "Snapshot":
+        """Launch an instance whose agent awaits its workload, save it, remove it."""
+        raise NotImplementedError
+
+    def restore(self, snapshot: "Snapshot", command: str, instance: str) -> Instance:
+        """A new instance from the snapshot, given command: return once it runs."""
+        raise NotImplementedError
+
+    @contextmanager
+    def restored(self, snapshot: "Snapshot", command: str, instance: str):
+        """The restore's lifecycle, as running()'s."""
+        inst = self.restore(snapshot, command, instance)
         with self._released_after_failure(inst):
             yield inst
         self.context.cleanup.release(inst.cleanup_token)
@@ -293,10 +331,10 @@ class ProcessInstance(Instance):
         self.remove_scratch()
 
 
-def spawn(argv: list[str], env: dict | None = None) -> subprocess.Popen:
+def spawn(argv: list[str], env: dict | None = None, stdin=subprocess.DEVNULL) -> subprocess.Popen:
     """Start a process in its own session so a terminal Ctrl-C reaches cvbench, which
     then cleans up, rather than killing the instance under the measurement."""
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    return subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 

@@ -139,6 +139,10 @@ class LibvirtRuntime(QemuRuntime):
                     "forwarding needs passt, a tap needs a libvirt network) is not set up yet")
         return None
 
+    def cannot_restore(self) -> str | None:
+        return ("cvbench does not yet save and restore libvirt domains (virDomainSave and "
+                "virDomainRestore would)")
+
     def sweep(self) -> None:
         """Domains a launch cut short may have left: destroy those of this run."""
         conn = getattr(self, "conn", None)

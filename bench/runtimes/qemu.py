@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import time
@@ -14,15 +15,15 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.agent import LineReader, kernel_cmdline_arg
+from bench.agent import AWAIT, LineReader, kernel_cmdline_arg, workload_line
 from bench.collect.cgroups import Cgroup
 from bench.errors import RuntimeFailure, UserError
 from bench.images import CACHE
 from bench.params import Param
 from bench.results import host_boot_id, running_under_hypervisor
 from bench.collect.host import run_text
-from bench.runtimes.base import (Limits, ProcessInstance, Runtime, Traits, command_version,
-                                 pipe_chunks, run_tool, spawn)
+from bench.runtimes.base import (Limits, ProcessInstance, Runtime, Snapshot, Traits,
+                                 command_version, pipe_chunks, run_tool, spawn)
 from bench.units import MiB
 from bench.vmlinux import ensure_vmlinux
 from bench.workloads import NO_NEEDS, Needs
@@ -61,6 +62,11 @@ class VmInstance(ProcessInstance):
             except Exception:
                 pass
             self.qmp = None
+        if self.process is not None and self.process.stdin:
+            try:
+                self.process.stdin.close()
+            except OSError:  # QEMU gone with a line unread
+                pass
         super().close()
         for path in (self.overlay, self.qmp_socket):
             if path is not None:
@@ -212,6 +218,74 @@ class QemuRuntime(Runtime):
                 kvm = inst.qmp.cmd("query-kvm")
                 if not kvm.get("enabled"):
                     raise RuntimeFailure(f"{instance}: QEMU reports KVM not enabled: {kvm}")
+        return inst
+
+    # -- warm starts: the guest's state saved by migration to a file, while its agent
+    # waits; a restore is a new QEMU with -incoming on a qcow2 overlay of the saved disk
+
+    def cannot_restore(self) -> str | None:
+        if not self.options["initrd"]:
+            return "QEMU cannot migrate a VM with an NVMe device (root on NVMe: initrd = false)"
+        return None
+
+    def snapshot(self, limits: Limits, instance: str, timeout_s: float) -> Snapshot:
+        t0 = time.monotonic()
+        state = self.context.workdir / f"{instance}.state"
+        disk = self.context.workdir / f"{instance}.snapshot.qcow2"
+        with self.running(AWAIT, limits, instance) as inst:
+            deadline = inst.t_launch + timeout_s
+            inst.lines.wait_for("WAITING", deadline)
+            inst.qmp.cmd("stop")  # one pass: a stopped guest's memory does not change
+            inst.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 2**40})  # no throttle
+            inst.qmp.cmd("migrate", uri=f"exec:cat > {shlex.quote(str(state))}")
+            while (status := inst.qmp.cmd("query-migrate"))["status"] != "completed":
+                if status["status"] == "failed" or time.monotonic() > deadline:
+                    raise RuntimeFailure(f"saving {instance} failed: "
+                                         f"{status.get('error-desc', status['status'])}")
+                time.sleep(0.01)
+            # The disk as the saved guest left it: QEMU flushed it when the migration ended
+            inst.overlay.rename(disk)
+            inst.overlay = None
+        return Snapshot((state, disk), limits, time.monotonic() - t0,
+                        {"snapshot_state_bytes": state.stat().st_size,
+                         "snapshot_disk_bytes": qcow2_actual_size(json.loads(run_text(
+                             ["qemu-img", "info", "--output=json", str(disk)])))})
+
+    def restore(self, snapshot: Snapshot, command: str, instance: str) -> VmInstance:
+        state, disk = snapshot.files
+        limits = snapshot.limits
+        t0 = time.monotonic()
+        headroom = self.options["memory_headroom_mib"]
+        cgroup = Cgroup.create(self.context.cgroup_path(instance), limits.cpus,
+                               (limits.memory_mib + headroom) * MiB)
+        workdir = self.context.workdir
+        inst = self._register(VmInstance(name=instance, t_launch=t0, cgroup=cgroup,
+                                         overlay=workdir / f"{instance}.qcow2",
+                                         qmp_socket=workdir / f"{instance}.qmp"))
+        with self._launching(inst):
+            run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk), "-F", "qcow2",
+                      str(inst.overlay)])
+            argv = self._argv(instance, AWAIT, limits, self.accel, inst.overlay, inst.qmp_socket,
+                              NO_NEEDS, cache=self.disk_cache(NO_NEEDS))
+            t_overlay = time.monotonic()
+            inst.process = spawn(cgroup.enter_argv(argv + ["-incoming", "defer"]),
+                                 stdin=subprocess.PIPE)
+            inst.lines = LineReader(pipe_chunks(inst.process), instance)
+            inst.qmp = self._connect_qmp(inst)
+            t_vmm = time.monotonic()
+            inst.qmp.cmd("migrate-incoming", uri=f"exec:cat {shlex.quote(str(state))}")
+            # The serial port's state arrives with the rest: write to it once the guest runs
+            while inst.qmp.cmd("query-status")["status"] == "inmigrate":
+                if inst.process.poll() is not None:
+                    raise RuntimeFailure(f"restoring {instance} failed: {inst.lines.drain()[-600:]}")
+                time.sleep(0.005)
+            inst.qmp.cmd("cont")  # saved stopped, it loads paused
+            t_loaded = time.monotonic()
+            inst.process.stdin.write(workload_line(command))
+            inst.process.stdin.flush()
+            inst.phases.update({"startup.overlay_s": t_overlay - t0,
+                                "startup.vmm_s": t_vmm - t_overlay,
+                                "startup.incoming_s": t_loaded - t_vmm})
         return inst
 
     def _disks(self, inst, needs: Needs) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.collect.cgroups import ROOT, V1_CONTROLLERS, Cgroup, cgroup_version
+from bench.collect.cgroups import ROOT, V1_CONTROLLERS, Cgroup, cgroup_version, v1_hierarchies
 from bench.errors import UserError
 from bench.results import running_under_hypervisor
 from bench.collect.slices import slice_path, stop_slice
@@ -254,7 +254,8 @@ def _empty_instance_slices() -> list[str]:
 
 
 def _cvbench_cgroups() -> list[Path]:
-    bases = [ROOT / "cvbench"] if cgroup_version() == 2 else [ROOT / c / "cvbench" for c in V1_CONTROLLERS]
+    # v1: every hierarchy; an OCI runtime makes the instance's path in those cvbench leaves alone
+    bases = [ROOT / "cvbench"] if cgroup_version() == 2 else [h / "cvbench" for h in v1_hierarchies()]
     return [run for base in bases if base.exists() for run in base.iterdir() if run.is_dir()]
 
 

@@ -98,7 +98,7 @@ register(
     lower("burst.all_ready_s", "s", "launch of K instances at once to the last READY"),
     higher("burst.launches_per_s", "1/s", "instances READY per second in a burst of K"),
     lower("burst.manager_cpu_per_launch_s", "s", "manager CPU per launch in a burst of K"),
-    lower("startup.restore_s", "s", "restore call to READY (warm start from a snapshot)", key=True),
+    lower("startup.restore_s", "s", "restore call to READY (warm start from a snapshot)"),
     lower("startup.incoming_s", "s", "loading a VM's saved state until it runs"),
     lower("warm.snapshot_s", "s", "launch of an awaiting instance to its snapshot saved"),
     lower("warm.snapshot_bytes", "bytes", "a snapshot's size on the host's disk"),

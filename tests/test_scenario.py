@@ -65,7 +65,11 @@ def test_shipped_scenarios_load(shipped):
                   '[runtimes.native]'), "mode.aggressor_pids"),
     (GOOD.replace('[runtimes.native]', '[mode]\nname = "isolation"\ncounts = [2]\n'
                   '[runtimes.native]'), "mode.counts: unknown key"),
-    (GOOD.replace('[runtimes.native]', '[mode]\nname = "burst"\n[runtimes.native]'), "mode.name"),
+    (GOOD.replace('[runtimes.native]', '[mode]\nname = "stampede"\n[runtimes.native]'), "mode.name"),
+    (GOOD.replace('[runtimes.native]', '[mode]\nname = "burst"\nmemory_floor_mib = 512\n[runtimes.native]'),
+     "mode.memory_floor_mib: at least 1024"),
+    (GOOD.replace('[runtimes.native]', '[mode]\nname = "density"\ngrow = true\nlatency_factor = -1.0\n'
+                  '[runtimes.native]'), "mode.latency_factor"),
     # a mode's option outside [mode]: the message says where it goes
     (GOOD.replace('reps = 2', 'reps = 2\nmode = "isolation"\naggressor_pids = 64'),
      "aggressor_pids: an option of mode isolation"),

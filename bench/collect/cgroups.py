@@ -56,9 +56,13 @@ class MemoryReading:
 class Cgroup:
     """One cgroup, spread over one directory (v2) or one per controller (v1)."""
 
-    def __init__(self, version: int, dirs: dict[str, Path]):
+    def __init__(self, version: int, dirs: dict[str, Path], relpath: str | None = None,
+                 root: Path = ROOT):
         self.version = version
         self.dirs = dirs  # v2: {"": dir}; v1: {controller: dir}
+        # Where it is below the root, when known: on v1, an OCI runtime or an engine makes
+        # the same path in the hierarchies cvbench does not use (blkio, freezer, systemd...)
+        self.relpath, self.root = relpath, root
 
     # -- creation and placement -------------------------------------------------
 
@@ -73,7 +77,7 @@ class Cgroup:
             dirs = {c: root / c / relpath for c in V1_CONTROLLERS}
         for d in dirs.values():
             d.mkdir(parents=True, exist_ok=True)
-        group = cls(version, dirs)
+        group = cls(version, dirs, relpath, root)
         group.limit(cpus, memory_bytes, pids)
         return group
 
@@ -81,8 +85,8 @@ class Cgroup:
     def at(cls, relpath: str, root: Path = ROOT) -> "Cgroup":
         """One that exists already (made by someone else, e.g. systemd)."""
         if cgroup_version(root) == 2:
-            return cls(2, {"": root / relpath})
-        return cls(1, {c: root / c / relpath for c in V1_CONTROLLERS})
+            return cls(2, {"": root / relpath}, relpath, root)
+        return cls(1, {c: root / c / relpath for c in V1_CONTROLLERS}, relpath, root)
 
     def limit(self, cpus: float | None, memory_bytes: int | None, pids: int | None = None) -> None:
         if cpus:
@@ -182,8 +186,10 @@ class Cgroup:
                             raise
                         busy = True
             if not busy:
-                return
+                break
             time.sleep(0.05)
+        if self.version == 1 and self.relpath is not None:
+            remove_everywhere(self.relpath, self.root, max(0.0, deadline - time.monotonic()))
 
     def exists(self) -> bool:
         return any(d.exists() for d in self.dirs.values())
@@ -212,9 +218,32 @@ def _enable_v2_controllers(root: Path, relpath: str) -> None:
     (parent / "cgroup.subtree_control").write_text(wanted)
 
 
+def v1_hierarchies(root: Path = ROOT) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and os.path.ismount(p))
+
+
+def remove_everywhere(relpath: str, root: Path = ROOT, timeout: float = 5.0) -> None:
+    """relpath's directories in every hierarchy, deepest first, once their processes are
+    gone (one still being emptied, by libvirt say, is tried again until timeout)."""
+    deadline = time.monotonic() + timeout
+    tops = [root] if cgroup_version(root) == 2 else v1_hierarchies(root)
+    for top in tops:
+        for dirpath, _dirs, _files in sorted(os.walk(top / relpath), key=lambda w: -len(w[0])):
+            while True:
+                try:
+                    os.rmdir(dirpath)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+
 def remove_if_empty(relpath: str, root: Path = ROOT) -> None:
     """Remove cvbench's top cgroup once no run uses it (another run may still)."""
-    dirs = [root / relpath] if cgroup_version(root) == 2 else [root / c / relpath for c in V1_CONTROLLERS]
+    dirs = [root / relpath] if cgroup_version(root) == 2 else [h / relpath for h in v1_hierarchies(root)]
     for d in dirs:
         try:
             d.rmdir()

@@ -324,6 +324,11 @@ class ProcessInstance(Instance):
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if self.process is not None and self.process.stdin:
+            try:
+                self.process.stdin.close()
+            except OSError:  # gone with a line unread
+                pass
         if self.cgroup is not None and self.cgroup.exists():
             self.cgroup.remove()
         if self.process is not None and self.process.stdout:

@@ -12,7 +12,6 @@ without CAP_SYS_RESOURCE refuses.
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 import shutil
@@ -22,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.agent import LineReader
-from bench.collect.cgroups import ROOT, Cgroup, cgroup_version, parse_proc_cgroup
+from bench.collect.cgroups import (ROOT, Cgroup, cgroup_version, parse_proc_cgroup,
+                                   remove_everywhere, v1_hierarchies)
 from bench.collect.engine import EngineCpu
 from bench.collect.slices import instance_slice, slice_path, stop_slice
 from bench.errors import RuntimeFailure
@@ -283,10 +283,6 @@ def qemu_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def v1_hierarchies(root: Path = ROOT) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and os.path.ismount(p))
-
-
 def make_partition(relpath: str, root: Path = ROOT) -> None:
     """A libvirt resource partition without systemd: libvirt wants it in every hierarchy,
     and a v1 cpuset with no CPUs or memory nodes of its own takes no process."""
@@ -317,21 +313,8 @@ def leftover_partitions(root: Path = ROOT) -> list[str]:
 def remove_partition(relpath: str, root: Path = ROOT, timeout: float = 5.0) -> None:
     """What a destroyed domain leaves: the partition's own directories (libvirt may still
     be removing its domain's, below them: a busy one is tried again until timeout)."""
-    Cgroup.at(relpath, root).remove(timeout)  # kills whatever is left in the controllers cvbench reads
-    deadline = time.monotonic() + timeout
-    tops = [root] if cgroup_version(root) == 2 else v1_hierarchies(root)
-    for top in tops:
-        for dirpath, _dirs, _files in sorted(os.walk(top / relpath), key=lambda w: -len(w[0])):
-            while True:
-                try:
-                    os.rmdir(dirpath)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as exc:
-                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+    Cgroup.at(relpath, root).remove(timeout)  # kills what is left, then every hierarchy's
+    remove_everywhere(relpath, root, timeout)  # on v2 too
 
 
 def limit_slice(name: str, cpus: float, memory_bytes: int) -> None:

@@ -19,13 +19,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.agent import AGENT_PATH, LineReader
+from bench.agent import AGENT_PATH, AWAIT, LineReader, workload_line
 from bench.collect.cgroups import ROOT, Cgroup, cgroup_version
 from bench.collect.host import du_bytes
 from bench.errors import UserError
 from bench.params import Param
-from bench.runtimes.base import (Limits, ProcessInstance, Runtime, Traits, command_version,
-                                 on_own_kernel, pipe_chunks, spawn)
+from bench.runtimes.base import (Limits, ProcessInstance, Runtime, Snapshot, Traits,
+                                 command_version, on_own_kernel, pipe_chunks, run_tool, spawn)
 from bench.units import MiB
 from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
 
@@ -183,6 +183,40 @@ class OciRuntime(WithOciRuntime):
 
     def launch(self, command: str, limits: Limits, instance: str, needs: Needs = NO_NEEDS,
                port: int | None = None) -> OciInstance:
+        return self._start(command, limits, instance, needs, ["run"])
+
+    # -- warm starts: gVisor checkpoints a container into an image file of its own (no
+    # CRIU); a restore runs the same bundle from it, with restore's stdio as the container's
+
+    def cannot_restore(self) -> str | None:
+        if self.options["oci_runtime"] == "runsc":
+            return None
+        why = criu_failure()
+        return (f"{self.options['oci_runtime']} checkpoints with CRIU, which fails here: {why}"
+                if why else f"cvbench does not yet checkpoint {self.options['oci_runtime']} "
+                "containers with CRIU (criu check passes here)")
+
+    def snapshot(self, limits: Limits, instance: str, timeout_s: float) -> Snapshot:
+        t0 = time.monotonic()
+        image = self.context.workdir / f"{instance}-checkpoint"
+        with self.running(AWAIT, limits, instance) as inst:
+            inst.lines.wait_for("WAITING", inst.t_launch + timeout_s)
+            run_tool([*inst.control, "checkpoint", "--image-path", str(image), instance])
+            inst.process.wait(timeout_s)  # runsc run returns once its container is saved
+        return Snapshot((image,), limits, time.monotonic() - t0)
+
+    def restore(self, snapshot: Snapshot, command: str, instance: str) -> OciInstance:
+        (image,) = snapshot.files
+        inst = self._start(AWAIT, snapshot.limits, instance, NO_NEEDS,
+                           ["restore", "--image-path", str(image)], stdin=subprocess.PIPE)
+        with self._launching(inst):
+            inst.process.stdin.write(workload_line(command))
+            inst.process.stdin.flush()
+        return inst
+
+    def _start(self, command: str, limits: Limits, instance: str, needs: Needs, verb: list[str],
+               stdin=subprocess.DEVNULL) -> OciInstance:
+        """An instance's cgroups, bundle and overlay, and the OCI runtime's verb on them."""
         t0 = time.monotonic()
         relpath = self.context.cgroup_path(instance)
         cgroup = Cgroup.create(relpath, limits.cpus, limits.memory_mib * MiB, limits.pids)
@@ -212,8 +246,22 @@ class OciRuntime(WithOciRuntime):
             runner = Cgroup.create(f"{relpath}/runtime")
             argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _OVERLAY,
                     str(self.context.image.root), str(bundle),
-                    *inst.control, "run", "--bundle", str(bundle), instance]
-            inst.process = spawn(runner.enter_argv(argv))
+                    *inst.control, *verb, "--bundle", str(bundle), instance]
+            inst.process = spawn(runner.enter_argv(argv), stdin=stdin)
             inst.lines = LineReader(pipe_chunks(inst.process), instance)
             inst.phases["startup.spawn_s"] = time.monotonic() - t0
         return inst
+
+
+def criu_failure() -> str | None:
+    """Why CRIU cannot checkpoint on this host (`criu check`'s last error), or None."""
+    if not shutil.which("criu"):
+        return "criu is not installed (apt-get install criu)"
+    try:
+        out = subprocess.run(["criu", "check"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"criu check: {exc}"
+    if out.returncode == 0:
+        return None
+    errors = [line for line in (out.stderr + out.stdout).splitlines() if line.strip()]
+    return "criu check: " + " | ".join(errors[-4:])[-400:]

@@ -62,11 +62,6 @@ class VmInstance(ProcessInstance):
             except Exception:
                 pass
             self.qmp = None
-        if self.process is not None and self.process.stdin:
-            try:
-                self.process.stdin.close()
-            except OSError:  # QEMU gone with a line unread
-                pass
         super().close()
         for path in (self.overlay, self.qmp_socket):
             if path is not None:

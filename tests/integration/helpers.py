@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.collect.cgroups import ROOT, V1_CONTROLLERS, cgroup_version
+from bench.collect.cgroups import ROOT, cgroup_version, v1_hierarchies
 from bench.doctor import run_of_pid, tap_devices
 from bench.session import WORKDIR
 from bench.collect.slices import instance_slice, slice_path
@@ -83,7 +83,8 @@ def leftovers(run_id: str) -> list[str]:
     found += [f"podman container {c}" for c in podman_ids(run_id)]
     found += [f"libvirt domain {d}" for d in libvirt_domains(run_id)]
     found += [f"libvirt partition {p}" for p in libvirt_partitions(run_id)]
-    bases = [ROOT / "cvbench"] if cgroup_version() == 2 else [ROOT / c / "cvbench" for c in V1_CONTROLLERS]
+    # v1: every hierarchy, also those cvbench does not use, where OCI runtimes make the path too
+    bases = [ROOT / "cvbench"] if cgroup_version() == 2 else [h / "cvbench" for h in v1_hierarchies()]
     found += [f"cgroup {b / run_id}" for b in bases if (b / run_id).exists()]
     found += [f"tap device {tap}" for tap in tap_devices()]
     slices = ROOT / (slice_path("") if cgroup_version() == 2 else "pids/" + slice_path(""))

@@ -60,7 +60,7 @@ def startup_figure(frame: pd.DataFrame, path: Path) -> Path | None:
         _runtime_ticks(ax, runtimes, emulated)
         medians = [np.median(g) for g in groups]
         if min(medians) > 0 and max(medians) / min(medians) > LOG_SPREAD:
-            _log_axis(ax)
+            log_axis(ax)
         ax.set_title(f"workload {workload}")
         ax.grid(axis="y", alpha=0.3, which="both")
     axes[0].set_ylabel("launch call to READY on the host (s)")
@@ -306,7 +306,7 @@ def _yerr(items, centre: str = "median") -> np.ndarray:
     return np.clip(np.nan_to_num(np.array([below, above])), 0, None)
 
 
-def _log_axis(ax) -> None:
+def log_axis(ax) -> None:
     """A log y axis labelled in plain numbers, minor ticks at 2 and 5 of each decade."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -352,7 +352,7 @@ def workload_figure(frame: pd.DataFrame, workload: str, metric: str, path: Path)
     _runtime_ticks(axes[0], runtimes, emulated)
     medians = [np.median(g) for g in groups]
     if min(medians) > 0 and max(medians) / min(medians) > LOG_SPREAD:
-        _log_axis(axes[0])
+        log_axis(axes[0])
     unit = rows["unit"].iloc[0]
     axes[0].set_ylabel(f"{metric.removeprefix('workload.')} ({unit})")
     axes[0].set_title("median and 95% CI")
@@ -363,7 +363,7 @@ def workload_figure(frame: pd.DataFrame, workload: str, metric: str, path: Path)
         _ratio_panel(axes[1], ratios, [runtime_label(runtimes[i], emulated) for i in compared])
         spread = [r.ratio for r in ratios if r.ratio > 0]
         if spread and max(max(spread), 1) / min(min(spread), 1) > LOG_SPREAD:
-            _log_axis(axes[1])
+            log_axis(axes[1])
     for ax in axes:
         ax.grid(axis="y", alpha=0.3, which="both")
     fig.suptitle(f"workload {workload}: {metric}")

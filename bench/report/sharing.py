@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench import stats
-from bench.report import isolation
+from bench.report import isolation, pressure
 from bench.report.data import emulated_runtimes, in_order, metric_values, runtime_label
 from bench.report.figures import DPI, save
 from bench.units import MiB, quantity
@@ -23,6 +23,12 @@ def sections(frame: pd.DataFrame, folder: Path, environment: dict | None = None)
     for title, finding, draw, name, caption in (
         ("Storage", storage_finding, storage_figure, "storage.png", STORAGE_CAPTION),
         ("Density", density_finding, density_figure, "density.png", DENSITY_CAPTION),
+        ("Density until something gives", pressure.limit_finding, pressure.limit_figure,
+         "density-limit.png", pressure.LIMIT_CAPTION),
+        ("Burst", pressure.burst_finding, pressure.burst_figure, "burst.png",
+         pressure.BURST_CAPTION),
+        ("Warm start", pressure.warm_finding, pressure.warm_figure, "warm.png",
+         pressure.WARM_CAPTION),
         ("Allocation", allocation_finding, allocation_figure, "allocation.png",
          ALLOCATION_CAPTION),
         ("Isolation", isolation.finding, isolation.figure, "isolation.png", isolation.CAPTION),
@@ -136,7 +142,13 @@ VIEWS = {"density.pss_per_instance_bytes": "PSS",
          "density.cgroup_per_instance_bytes": "cgroup"}
 
 
+def fixed_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Density's records of N fixed in advance: those of grow = true have their own section."""
+    return frame[frame["workload"] != pressure.LIMIT] if "workload" in frame else frame
+
+
 def density_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
+    frame = fixed_counts(frame)
     pss = metric_values(frame, "density.pss_per_instance_bytes")
     if pss.empty:
         return None
@@ -181,6 +193,7 @@ def _stops(frame: pd.DataFrame) -> list[str]:
 
 
 def density_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:
+    frame = fixed_counts(frame)
     fig = Figure(figsize=(10, 4.5), dpi=DPI)
     left, right = fig.subplots(1, 2)
     colours = {}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.agent import boots_the_agent
 from bench.collect.cgroups import ROOT, V1_CONTROLLERS, Cgroup, cgroup_version, v1_hierarchies
 from bench.errors import UserError
 from bench.results import running_under_hypervisor
@@ -195,7 +196,7 @@ def clean_leftovers() -> list[str]:
     any_live = WORKDIR.exists() and any(run_is_live(s.name) for s in WORKDIR.iterdir())
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if (proc.info["name"] or "").startswith("qemu-system") and "cvbench.cmd=" in cmdline:
+        if (proc.info["name"] or "").startswith("qemu-system") and boots_the_agent(cmdline):
             run = run_of_pid(proc.pid)
             # libvirt's QEMU sits in a partition whose name does not say its run
             if (run is None and not any_live) or (run is not None and not run_is_live(run)):

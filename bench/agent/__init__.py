@@ -28,6 +28,11 @@ def kernel_cmdline_arg(command: str) -> str:
     return "cvbench.await=1" if command == AWAIT else "cvbench.cmd=" + encoded(command)
 
 
+def boots_the_agent(cmdline: str) -> bool:
+    """Whether a VMM's command line boots a guest with the agent as init: cvbench's VM."""
+    return f"init={AGENT_PATH}" in cmdline
+
+
 def workload_line(command: str) -> bytes:
     """The workload as the one line a WAITING agent reads."""
     return (encoded(command) + "\n").encode()

@@ -202,9 +202,7 @@ def warm_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
         cold, warm = _warm(frame, r, "startup.ready_s"), _warm(frame, r, "startup.restore_s")
         text = f"{runtime_label(r, emulated)}: restore {quantity(np.median(warm), 's')}"
         if len(cold):
-            ratio = np.median(cold) / np.median(warm)
-            text += (f" against {quantity(np.median(cold), 's')} cold ("
-                     + (f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower") + ")")
+            text += f" against {quantity(np.median(cold), 's')} cold ({_speedup(cold, warm)})"
         size = _warm(frame, r, "warm.snapshot_bytes")
         if len(size):
             text += f", snapshot {quantity(size[0], 'bytes')}"
@@ -250,6 +248,13 @@ def warm_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | N
     return save(fig, path)
 
 
+def _speedup(cold: np.ndarray, warm: np.ndarray) -> str:
+    ratio = float(np.median(cold) / np.median(warm))
+    if abs(np.log(ratio)) < np.log(1.1):  # within 10%: no gain worth a snapshot
+        return "about the same"
+    return f"{ratio:.1f}x faster" if ratio > 1 else f"{1 / ratio:.1f}x slower"
+
+
 # -- helpers -------------------------------------------------------------------------------------
 
 
@@ -262,7 +267,7 @@ def _skipped(frame: pd.DataFrame, metric: str) -> list[str]:
     """'runtime: why' for each runtime whose metric was skipped or failed, in run order."""
     rows = complete(frame)
     rows = rows[(rows["metric"] == metric) & rows["value"].isna() & rows["error"].notna()]
-    return [f"{r}: {str(why).removeprefix(SKIPPED)}"
+    return [f"{r}: {str(why).removeprefix(SKIPPED).rstrip('.')}"
             for r, why in dict(zip(rows["runtime"], rows["error"])).items()]
 
 

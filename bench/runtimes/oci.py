@@ -263,5 +263,7 @@ def criu_failure() -> str | None:
         return f"criu check: {exc}"
     if out.returncode == 0:
         return None
-    errors = [line for line in (out.stderr + out.stdout).splitlines() if line.strip()]
-    return "criu check: " + " | ".join(errors[-4:])[-400:]
+    # "Error (criu/vdso.c:381): vdso: Unexpected rt vDSO area bounds": the cause comes first
+    errors = [line.split("): ", 1)[-1] for line in (out.stderr + out.stdout).splitlines()
+              if line.startswith("Error")] or [(out.stderr + out.stdout).strip()[-200:]]
+    return "criu check: " + "; ".join(errors[:2])

@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.agent import AWAIT, LineReader, kernel_cmdline_arg, workload_line
+from bench.agent import AGENT_PATH, AWAIT, LineReader, kernel_cmdline_arg, workload_line
 from bench.collect.cgroups import Cgroup
 from bench.errors import RuntimeFailure, UserError
 from bench.images import CACHE
@@ -39,7 +39,7 @@ TAP_PREFIX = "cvb"
 # QEMU's -drive cache modes; the first two open the host file with O_DIRECT
 DISK_CACHES = ("none", "directsync", "writeback", "writethrough", "unsafe")
 ROOT_ARG = "root=/dev/vda"
-KERNEL_ARGS = f"console=ttyS0 {ROOT_ARG} rw quiet panic=-1 init=/opt/cvbench/agent"
+KERNEL_ARGS = f"console=ttyS0 {ROOT_ARG} rw quiet panic=-1 init={AGENT_PATH}"
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.agent import boots_the_agent
 from bench.collect.cgroups import ROOT, cgroup_version, v1_hierarchies
 from bench.doctor import run_of_pid, tap_devices
 from bench.session import WORKDIR
@@ -32,7 +33,7 @@ def vm_pids(run_id: str) -> list[int]:
     """QEMU processes of this run (other runs may be going on beside it)."""
     return [proc.pid for proc in psutil.process_iter(["name", "cmdline"])
             if (proc.info["name"] or "").startswith("qemu")
-            and "cvbench.cmd=" in " ".join(proc.info["cmdline"] or [])
+            and boots_the_agent(" ".join(proc.info["cmdline"] or []))
             and run_of_pid(proc.pid) == run_id]
 
 

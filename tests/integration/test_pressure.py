@@ -1,0 +1,146 @@
+"""Startup under pressure on the real engines: a burst of 4, a density run grown until its
+memory floor stops it, warm starts restored from snapshots (QEMU, gVisor) against cold ones,
+and Ctrl-C during each, leaving nothing behind."""
+
+import json
+
+import pytest
+
+from bench.collect.host import mem_available
+
+from .helpers import container_ids, cvbench, interrupt_run, leftovers, records, vm_pids
+
+pytestmark = pytest.mark.integration
+MiB = 2**20
+
+RUNTIMES = """
+[runtimes.native]
+kind = "native"
+[runtimes.runc]
+kind = "docker"
+oci_runtime = "runc"
+[runtimes.qemu]
+kind = "qemu"
+accel = "auto"
+[runtimes.oci-runsc]
+kind = "oci"
+oci_runtime = "runsc"
+[runtimes.oci-runc]
+kind = "oci"
+"""
+BURST = ('name = "burst"\nreps = 1\nmemory_mib = 128\ntimeout_s = 120\n[mode]\nname = "burst"\n'
+         'sizes = [1, 4]\nmemory_floor_mib = 1024\n')
+GROW = 'name = "limit"\nreps = 1\nmemory_mib = 64\ntimeout_s = 120\n[mode]\nname = "density"\ngrow = true\n'
+WARM = 'name = "warm"\nreps = 1\nmemory_mib = 256\ntimeout_s = 180\n[mode]\nname = "warm"\n'
+
+
+def _scenario(tmp_path, text):
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(text + RUNTIMES)
+    return scenario
+
+
+def _run(tmp_path, text, runtimes):
+    out = tmp_path / "run"
+    result = cvbench("run", _scenario(tmp_path, text), "--out", out, "--runtimes", runtimes,
+                     timeout=600)
+    print(result.stdout[-3000:], result.stderr[-3000:])
+    env = json.loads((out / "environment.json").read_text())
+    assert leftovers(env["run"]) == []
+    return result, out, records(out)
+
+
+def _values(rows, runtime, metric, **tags):
+    return [r["value"] for r in rows if r["runtime"] == runtime and r["metric"] == metric
+            and r["value"] is not None and all(r["tags"].get(k) == v for k, v in tags.items())]
+
+
+def test_a_burst_of_four_launches_together(tmp_path):
+    result, out, rows = _run(tmp_path, BURST, "native,runc")
+    assert result.returncode == 0, result.stderr
+    for runtime in ("native", "runc"):
+        ready = _values(rows, runtime, "burst.ready_s", k=4)
+        (together,) = _values(rows, runtime, "burst.all_ready_s", k=4)
+        assert len(ready) == 4 and max(ready) <= together
+        (rate,) = _values(rows, runtime, "burst.launches_per_s", k=4)
+        assert rate == pytest.approx(4 / together)
+    # launched one after the other, the four would take their latencies' sum
+    assert _values(rows, "native", "burst.all_ready_s", k=4)[0] < sum(
+        _values(rows, "native", "burst.ready_s", k=4))
+    (cpu,) = _values(rows, "runc", "burst.manager_cpu_per_launch_s", k=4)
+    assert cpu > 0.01  # dockerd, containerd and the shims worked for each launch
+    assert not _values(rows, "native", "burst.manager_cpu_per_launch_s")
+    assert (out / "figures" / "burst.png").stat().st_size > 10_000
+    assert "worth at once" in (out / "report.html").read_text()
+
+
+def test_a_grown_density_run_stops_at_its_memory_floor(tmp_path):
+    floor = int(mem_available() / MiB) - 150  # a few containers' worth above the floor
+    result, out, rows = _run(tmp_path, GROW + f"memory_floor_mib = {floor}\n", "runc")
+    assert result.returncode == 0, result.stderr
+    (stop,) = [r for r in rows if r["metric"] == "density.reached_n"]
+    assert stop["tags"]["stop_rule"] == "memory floor", stop
+    assert 1 <= stop["value"] < 64
+    ns = [r["tags"]["n"] for r in rows if r["metric"] == "density.kth_ready_s"]
+    assert ns == list(range(1, int(stop["value"]) + 1))
+    assert all(v > 0 for v in _values(rows, "runc", "density.pss_per_instance_bytes"))
+    html = (out / "report.html").read_text()
+    assert "Density until something gives" in html and "memory floor" in html
+
+
+def test_warm_starts_restore_qemu_and_gvisor_and_say_why_runc_cannot(tmp_path):
+    result, out, rows = _run(tmp_path, WARM, "qemu,oci-runsc,oci-runc")
+    assert result.returncode == 0, result.stderr
+    for runtime in ("qemu", "oci-runsc"):
+        (cold,) = _values(rows, runtime, "startup.ready_s", start="cold")
+        (warm,) = _values(rows, runtime, "startup.restore_s", start="warm")
+        assert cold > 0 and warm > 0
+        (size,) = _values(rows, runtime, "warm.snapshot_bytes")
+        assert size > 0
+        for start in ("cold", "warm"):
+            assert _values(rows, runtime, "warm.pss_after_ready_bytes", start=start)[0] > 0
+    # a VM's restore skips its boot: far faster than a cold boot, the more so under TCG
+    assert (_values(rows, "qemu", "startup.restore_s")[0]
+            < _values(rows, "qemu", "startup.ready_s")[0] / 5)
+    # the guest's memory went into the state file: at least what a booted kernel holds
+    assert _values(rows, "qemu", "warm.snapshot_bytes")[0] > 30 * MiB
+    (skipped,) = [r for r in rows if r["runtime"] == "oci-runc"]
+    assert skipped["error"].startswith("skipped: ") and "CRIU" in skipped["error"]
+    assert "Warm start" in (out / "report.html").read_text()
+
+
+def _interrupted(tmp_path, text, runtimes, busy):
+    code, output, run_id = interrupt_run([_scenario(tmp_path, text), "--runtimes", runtimes],
+                                         tmp_path / "run", busy, timeout=240)
+    assert code == 130, output
+    assert leftovers(run_id) == []
+    kept = tmp_path / "run" / "records.jsonl"  # none yet where the first step was cut
+    return records(tmp_path / "run") if kept.exists() else []
+
+
+def test_ctrl_c_during_a_burst(tmp_path):
+    def bursting(run_id):
+        """two containers of the burst to be up"""
+        return len(container_ids(run_id, running_only=True)) >= 2
+
+    _interrupted(tmp_path, BURST.replace("sizes = [1, 4]", "sizes = [8]"), "runc", bursting)
+
+
+def test_ctrl_c_while_density_grows(tmp_path):
+    def three_up(run_id):
+        """three containers of the run to be up"""
+        return len(container_ids(run_id, running_only=True)) >= 3
+
+    rows = _interrupted(tmp_path, GROW, "runc", three_up)
+    (stop,) = [r for r in rows if r["metric"] == "density.reached_n"]
+    assert stop["tags"]["stop_rule"] == "interrupted"
+
+
+def test_ctrl_c_during_a_warm_run(tmp_path):
+    def booting_after_the_snapshot(run_id):
+        """the cold VM to boot, the snapshot saved"""
+        from bench.session import WORKDIR
+
+        return bool(list((WORKDIR / run_id).glob("*.state"))) and bool(vm_pids(run_id))
+
+    _interrupted(tmp_path, WARM, "qemu", booting_after_the_snapshot)

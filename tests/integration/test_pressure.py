@@ -144,3 +144,16 @@ def test_ctrl_c_during_a_warm_run(tmp_path):
         return bool(list((WORKDIR / run_id).glob("*.state"))) and bool(vm_pids(run_id))
 
     _interrupted(tmp_path, WARM, "qemu", booting_after_the_snapshot)
+
+
+@pytest.mark.parametrize("options, rule, reached", [
+    ("latency_factor = 0.01\n", "latency", 0),  # every launch is slow against 1% of alone
+    ("max_instances = 3\n", "cap", 3),
+])
+def test_a_grown_density_run_stops_by_latency_or_cap(tmp_path, options, rule, reached):
+    result, out, rows = _run(tmp_path, GROW + options, "native")
+    assert result.returncode == 0, result.stderr
+    (stop,) = [r for r in rows if r["metric"] == "density.reached_n"]
+    assert (stop["tags"]["stop_rule"], stop["value"]) == (rule, reached), stop
+    launched = len(_values(rows, "native", "density.kth_ready_s"))
+    assert launched == (2 if rule == "latency" else 3)  # two slow in a row stop it

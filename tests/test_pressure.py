@@ -1,0 +1,83 @@
+"""Startup under pressure, without engines: the agent's await on its own shell, and the
+report's findings pinned on real runs (tests/golden/run_limit: density grown to its cap,
+native and runc; run_warm: scenarios/warm.toml on this host, VMs emulated)."""
+
+import base64
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.agent import AWAIT, boots_the_agent, kernel_cmdline_arg, workload_line
+from bench.report import pressure, sharing
+from bench.results import load_frame
+from bench.runtimes.qemu import kernel_args
+from bench.runtimes import Limits
+from bench.workloads import NO_NEEDS
+
+AGENT = Path(__file__).parent.parent / "bench" / "agent" / "agent.sh"
+
+
+def test_an_awaiting_agent_takes_its_workload_as_one_line_then_reports_ready():
+    out = subprocess.run(["sh", str(AGENT), AWAIT], input=workload_line("echo hello; exit 3"),
+                         capture_output=True, timeout=30).stdout.decode().splitlines()
+    assert out[0].startswith("CVBENCH WAITING ")
+    assert out[1].startswith("CVBENCH READY ")
+    assert out[2:] == ["hello", "CVBENCH DONE 3"]
+
+
+def test_a_vm_that_awaits_has_no_workload_on_its_command_line():
+    args = kernel_args(AWAIT, Limits(1, 256), NO_NEEDS)
+    assert "cvbench.await=1" in args and "cvbench.cmd=" not in args
+    assert boots_the_agent(args) and boots_the_agent(kernel_args("true", Limits(1, 256), NO_NEEDS))
+    assert kernel_cmdline_arg("true") == "cvbench.cmd=" + base64.b64encode(b"true").decode()
+    assert workload_line("true") == base64.b64encode(b"true") + b"\n"
+
+
+def test_density_limit_finding_and_its_own_section(golden, tmp_path):
+    frame = load_frame(golden / "run_limit")
+    assert pressure.limit_finding(frame, set()) == (
+        "native reached N=24, 441.1 KiB PSS each, stopped by cap (reached the cap of 24); "
+        "runc reached N=24, 3.21 MiB PSS each, stopped by cap (reached the cap of 24).")
+    titles = [s["title"] for s in sharing.sections(frame, tmp_path)]
+    assert titles == ["Density until something gives"]  # not density's fixed-N section
+    assert (tmp_path / "density-limit.png").stat().st_size > 10_000
+
+
+def test_warm_finding_compares_restore_with_cold_and_says_why_not(golden, tmp_path):
+    frame = load_frame(golden / "run_warm")
+    text = pressure.warm_finding(frame, {"qemu", "qemu-microvm"})
+    assert text.startswith("qemu (emulated): restore 636.0 ms against 15.5 s cold (24.4x "
+                           "faster), snapshot 123.5 MiB, PSS after READY 203.0 MiB restored vs "
+                           "364.0 MiB cold;")
+    assert "oci-runsc: restore 250.2 ms against 238.5 ms cold (about the same)" in text
+    assert "not restored: oci-runc: runc checkpoints with CRIU, which fails here" in text
+    assert pressure.warm_figure(frame, tmp_path / "warm.png", set()).stat().st_size > 10_000
+
+
+def test_no_warm_section_without_warm_records(golden):
+    assert pressure.warm_finding(load_frame(golden / "run_limit"), set()) is None
+    assert pressure.burst_finding(load_frame(golden / "run_warm"), set()) is None
+
+
+def _burst(runtime, k, ready, together):
+    rows = [{"runtime": runtime, "metric": "burst.ready_s", "value": v, "tag.k": k}
+            for v in ready]
+    rows.append({"runtime": runtime, "metric": "burst.all_ready_s", "value": together, "tag.k": k})
+    return rows
+
+
+@pytest.mark.parametrize("together, worth, queued", [(0.4, 1.0, True), (0.1, 4.0, False)])
+def test_parallelism_is_k_launches_alone_over_the_burst(together, worth, queued):
+    frame = pd.DataFrame(_burst("x", 1, [0.1], 0.1) + _burst("x", 4, [0.1] * 4, together))
+    frame = frame.assign(warmup=False, workload="burst", error=None)
+    assert pressure.parallelism(frame, "x", 4) == pytest.approx(worth)
+    assert ("Launches queue in x" in pressure.burst_finding(frame, set())) is queued
+
+
+def test_speedup_words():
+    assert pressure._speedup(np.array([10.0]), np.array([1.0])) == "10.0x faster"
+    assert pressure._speedup(np.array([1.0]), np.array([1.05])) == "about the same"
+    assert pressure._speedup(np.array([1.0]), np.array([2.0])) == "2.0x slower"

@@ -41,7 +41,7 @@ from bench.results import SKIPPED
 from bench.runtimes import is_bare_process
 
 # Tags whose values make another condition of the same cell
-CONDITION_TAGS = ("aggressor", "n", "k", "phase", "memory_mib", "touch_mib")
+CONDITION_TAGS = ("aggressor", "n", "k", "phase", "memory_mib", "touch_mib", "start")
 # NEW has "far fewer" values when it has less than this share of BASE's
 FEWER_VALUES = 0.5
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.compare import Thresholds, compare_frames
 from bench.agent import AWAIT, boots_the_agent, kernel_cmdline_arg, workload_line
 from bench.report import pressure, sharing
 from bench.results import load_frame
@@ -81,3 +82,11 @@ def test_speedup_words():
     assert pressure._speedup(np.array([10.0]), np.array([1.0])) == "10.0x faster"
     assert pressure._speedup(np.array([1.0]), np.array([1.05])) == "about the same"
     assert pressure._speedup(np.array([1.0]), np.array([2.0])) == "2.0x slower"
+
+
+def test_the_gate_compares_cold_with_cold_and_warm_with_warm(golden):
+    frame = load_frame(golden / "run_warm")
+    keys = {(c.cell, c.metric) for c in compare_frames(frame, frame, Thresholds())}
+    # the same metric, measured after a cold start and after a restore: two conditions
+    assert ("warm@qemu [start=cold]", "warm.pss_after_ready_bytes") in keys
+    assert ("warm@qemu [start=warm]", "warm.pss_after_ready_bytes") in keys

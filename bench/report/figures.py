@@ -275,7 +275,7 @@ def _bars_with_ci(ax, groups: list[np.ndarray]) -> None:
     summaries = [stats.summary(g) for g in groups]
     medians = [s.median for s in summaries]
     ax.bar(range(len(groups)), medians, width=0.6, color="tab:blue", alpha=0.6)
-    ax.errorbar(range(len(groups)), medians, yerr=_yerr(summaries), fmt="none", ecolor="black",
+    ax.errorbar(range(len(groups)), medians, yerr=yerr_of(summaries), fmt="none", ecolor="black",
                 capsize=5)
     for position, values in enumerate(groups):
         _points(ax, position, values)
@@ -290,7 +290,7 @@ def _bars_with_ci(ax, groups: list[np.ndarray]) -> None:
 
 def _ratio_panel(ax, ratios: list[stats.Ratio], labels: list[str]) -> None:
     positions = range(len(ratios))
-    ax.errorbar(positions, [r.ratio for r in ratios], yerr=_yerr(ratios, centre="ratio"),
+    ax.errorbar(positions, [r.ratio for r in ratios], yerr=yerr_of(ratios, centre="ratio"),
                 fmt="o", color="tab:blue", ecolor="black", capsize=5)
     ax.axhline(1.0, linestyle="--", color="grey", label="native")
     ax.margins(x=0.2)
@@ -299,7 +299,14 @@ def _ratio_panel(ax, ratios: list[stats.Ratio], labels: list[str]) -> None:
     ax.set_title("ratio of medians to native, 95% CI")
 
 
-def _yerr(items, centre: str = "median") -> np.ndarray:
+def tidy(ax) -> None:
+    """A light grid, and a legend where something is labelled."""
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+def yerr_of(items, centre: str = "median") -> np.ndarray:
     """Distances from the centre to the CI bounds; 0 where there is no interval."""
     below = [getattr(i, centre) - i.ci_low for i in items]
     above = [i.ci_high - getattr(i, centre) for i in items]

@@ -13,7 +13,7 @@ from matplotlib.ticker import FuncFormatter
 
 from bench import stats
 from bench.report.data import complete, in_order, metric_values, runtime_label
-from bench.report.figures import DPI, log_axis, save
+from bench.report.figures import DPI, log_axis, save, tidy, yerr_of
 from bench.results import SKIPPED
 from bench.units import MiB, quantity
 
@@ -86,7 +86,7 @@ def burst_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | 
         (line,) = left.plot(ks, p50, "-o", ms=4, label=runtime_label(r, emulated))
         left.plot(ks, p99, "--", color=line.get_color())
         summaries = [stats.summary(burst_rows(frame, r, k, "burst.all_ready_s")) for k in ks]
-        right.errorbar(ks, [s.median for s in summaries], yerr=_errors(summaries), fmt="-o", ms=4,
+        right.errorbar(ks, [s.median for s in summaries], yerr=yerr_of(summaries), fmt="-o", ms=4,
                        capsize=3, color=line.get_color(), label=runtime_label(r, emulated))
     sizes = sorted(set(ready["tag.k"].astype(int)))
     for ax, title in ((left, "READY latency: p50 solid, p99 dashed"),
@@ -97,9 +97,7 @@ def burst_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | 
         ax.set_xlabel("K instances launched at once")
         ax.set_ylabel("s (log)")
         ax.set_title(title)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+        tidy(ax)
     return save(fig, path)
 
 
@@ -167,9 +165,7 @@ def limit_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | 
     right.set_title("READY of the N-th (dashed: the latency rule)")
     for ax in (left, right):
         ax.set_xlabel("N idle instances up")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+        tidy(ax)
     return save(fig, path)
 
 
@@ -234,7 +230,7 @@ def warm_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | N
                     continue
                 s = stats.summary(values)
                 ax.bar(i + offset, s.median, width=0.4, color=colour,
-                       label=start if i == 0 else None, yerr=_errors([s]))
+                       label=start if i == 0 else None, yerr=yerr_of([s]))
                 ax.plot(np.full(len(values), i + offset), values, "k.", ms=4)
         ax.set_xticks(range(len(runtimes)), [runtime_label(r, emulated) for r in runtimes],
                       rotation=15, ha="right")
@@ -256,11 +252,6 @@ def _speedup(cold: np.ndarray, warm: np.ndarray) -> str:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def _errors(summaries) -> np.ndarray:
-    return np.array([[s.median - s.ci_low if s.n >= stats.MIN_N_FOR_CI else 0 for s in summaries],
-                     [s.ci_high - s.median if s.n >= stats.MIN_N_FOR_CI else 0 for s in summaries]])
 
 
 def _skipped(frame: pd.DataFrame, metric: str) -> list[str]:

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from bench import stats
 from bench.report import isolation, pressure
 from bench.report.data import emulated_runtimes, in_order, metric_values, runtime_label
-from bench.report.figures import DPI, save
+from bench.report.figures import DPI, save, tidy, yerr_of
 from bench.units import MiB, quantity
 
 
@@ -210,8 +210,7 @@ def density_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path 
             ns = sorted(set(mine["tag.n"]))
             summaries = [stats.summary(mine.loc[mine["tag.n"] == n, "value"] / scale) for n in ns]
             med = [s.median for s in summaries]
-            err = np.array([[s.median - s.ci_low if s.n >= stats.MIN_N_FOR_CI else 0 for s in summaries],
-                            [s.ci_high - s.median if s.n >= stats.MIN_N_FOR_CI else 0 for s in summaries]])
+            err = yerr_of(summaries)
             line = ax.errorbar(ns, med, yerr=err, fmt=style + "o", ms=4, capsize=3,
                                color=colours.get(r),
                                label=runtime_label(r, emulated) if style == "-" else None)
@@ -229,9 +228,7 @@ def density_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path 
         ax.set_xticks(ns)
     right.set_title("all N at once (solid), N-th after N-1 (dashed)")
     for ax in (left, right):
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+        tidy(ax)
     return save(fig, path)
 
 
@@ -275,16 +272,14 @@ def allocation_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Pa
             sizes = sorted(set(mine["tag.memory_mib"]))
             summaries = [stats.summary(mine.loc[mine["tag.memory_mib"] == m, "value"] * 100)
                          for m in sizes]
-            err = np.array([[s.median - s.ci_low if s.n >= stats.MIN_N_FOR_CI else 0 for s in summaries],
-                            [s.ci_high - s.median if s.n >= stats.MIN_N_FOR_CI else 0 for s in summaries]])
+            err = yerr_of(summaries)
             line = ax.errorbar(sizes, [s.median for s in summaries], yerr=err, fmt=style + "o",
                                ms=4, capsize=3, color=colours.get(r),
                                label=f"{runtime_label(r, emulated)} ({phase})")
             colours.setdefault(r, line[0].get_color())
     ax.set_xlabel("memory given (MiB)")
     ax.set_ylabel("PSS / memory given (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    tidy(ax)
     return save(fig, path)
 
 

@@ -35,7 +35,7 @@ RECIPE = {
     # start containers without apparmor_parser on an AppArmor kernel; udev loads kvm_amd;
     # the full kernel has 9p (the cloud one does not).
     "packages": ["systemd", "systemd-sysv", "dbus", "udev", "kmod", "apparmor", "procps",
-                 "iproute2", "e2fsprogs", "docker.io", "runsc", "crun", "qemu-system-x86",
+                 "iproute2", "e2fsprogs", "docker.io", "runsc", "crun", "criu", "qemu-system-x86",
                  "qemu-utils", "linux-image-amd64", "python3", "python3-venv"],
     # test extras the lab needs (the notebook ones are not run there)
     "test_packages": ["pytest", "pytest-timeout"],

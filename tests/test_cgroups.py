@@ -101,3 +101,17 @@ def test_pids_limit_v1_and_v2(tmp_path, golden):
     v2 = _v2(tmp_path / "b", golden)
     v2.limit(cpus=None, memory_bytes=None, pids=128)
     assert (tmp_path / "b" / "inst" / "pids.max").read_text() == "128"
+
+
+def test_removal_reaches_the_hierarchies_cvbench_does_not_use(tmp_path, monkeypatch):
+    """runc and runsc make an instance's path in every v1 hierarchy (blkio, freezer,
+    systemd...): thousands were left behind on this host before the removal went there."""
+    hierarchies = ("memory", "cpu", "cpuacct", "pids", "blkio", "freezer", "systemd")
+    for h in hierarchies:
+        (tmp_path / h / "cvbench/run/inst/container").mkdir(parents=True)
+    monkeypatch.setattr("bench.collect.cgroups.v1_hierarchies",
+                        lambda root: sorted(p for p in root.iterdir()))
+    monkeypatch.setattr("bench.collect.cgroups.cgroup_version", lambda root=None: 1)
+    Cgroup.at("cvbench/run/inst", tmp_path).remove(timeout=1)
+    assert [h for h in hierarchies if (tmp_path / h / "cvbench/run/inst").exists()] == []
+    assert all((tmp_path / h / "cvbench/run").is_dir() for h in hierarchies)  # the run's own

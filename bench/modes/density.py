@@ -12,8 +12,8 @@ other), and the time to start all N at once (one thread per instance, launched t
 With grow = true (scenarios/density-limit.toml), instances are added one at a time instead,
 all kept up, until a stop rule fires: the memory floor below, a launch that fails, two
 READYs in a row slower than latency_factor times the median of one instance started alone,
-or the cap. Its
-cell is density-limit@<runtime>; density.reached_n carries the rule (tag stop_rule).
+or the cap. Its cell is density-limit@<runtime>; density.reached_n carries the rule (tag
+stop_rule) and counts the instances up within every rule.
 
 Before every launch the host's MemAvailable is checked against `memory_floor_mib` plus what
 the next instance may take; when it would fall below, the runtime stops there, says so, and
@@ -61,8 +61,8 @@ class Density(Mode):
         "grow": Param(bool, False, "add idle instances one at a time until a stop rule fires "
                       "(counts unused)"),
         "max_instances": Param(int, 64, "grow: the cap"),
-        "latency_factor": Param(float, 3.0, "grow: stop at a READY slower than this times the "
-                                "median of one instance alone"),
+        "latency_factor": Param(float, 3.0, "grow: stop at two READYs in a row slower than "
+                                "this times the median of one instance alone"),
     }
 
     @classmethod
@@ -76,7 +76,7 @@ class Density(Mode):
         if self.options["grow"]:
             cap, factor = self.options["max_instances"], self.options["latency_factor"]
             session.announce(f"one more idle instance at a time until the memory floor "
-                             f"({floor} MiB), a failed launch, a READY over {factor:g}x alone, "
+                             f"({floor} MiB), a failed launch, two READYs over {factor:g}x alone, "
                              f"or {cap} instances")
             for rep in range(session.scenario.reps):
                 for spec, runtime in session.usable():
@@ -173,6 +173,9 @@ class Pile:
                         break
                     if n % 8 == 0:
                         say(f"  {self.spec.name}: {n} up, the last READY in {ready_s:.3f} s")
+        except Exception as exc:  # alone, or reading memory: not a limit, a failure
+            self.session.fail(self.cell.name)
+            rule, why = "launch failed", f"{type(exc).__name__}: {exc}"
         except KeyboardInterrupt as exc:
             self.save(rep, {**tags, "stop_rule": "interrupted",
                             "stop_reason": f"interrupted ({exc or 'Ctrl-C'})"},

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.agent import LineReader
-from bench.collect.cgroups import (ROOT, Cgroup, cgroup_version, parse_proc_cgroup,
-                                   remove_everywhere, v1_hierarchies)
+from bench.collect.cgroups import ROOT, Cgroup, cgroup_version, parse_proc_cgroup, v1_hierarchies
 from bench.collect.engine import EngineCpu
 from bench.collect.slices import instance_slice, slice_path, stop_slice
 from bench.errors import RuntimeFailure
@@ -313,8 +312,7 @@ def leftover_partitions(root: Path = ROOT) -> list[str]:
 def remove_partition(relpath: str, root: Path = ROOT, timeout: float = 5.0) -> None:
     """What a destroyed domain leaves: the partition's own directories (libvirt may still
     be removing its domain's, below them: a busy one is tried again until timeout)."""
-    Cgroup.at(relpath, root).remove(timeout)  # kills what is left, then every hierarchy's
-    remove_everywhere(relpath, root, timeout)  # on v2 too
+    Cgroup.at(relpath, root).remove(timeout)  # kills what is left; every hierarchy's dirs
 
 
 def limit_slice(name: str, cpus: float, memory_bytes: int) -> None:

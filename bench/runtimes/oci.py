@@ -204,7 +204,7 @@ class OciRuntime(WithOciRuntime):
         with self.running(AWAIT, limits, instance) as inst:
             inst.lines.wait_for("WAITING", inst.t_launch + timeout_s)
             run_tool([*inst.control, "checkpoint", "--image-path", str(image), instance])
-            inst.process.wait(timeout_s)  # runsc run returns once its container is saved
+            inst.process.wait(timeout_s)  # `run` returns once its container is saved
         return Snapshot((image,), limits, time.monotonic() - t0)
 
     def restore(self, snapshot: Snapshot, command: str, instance: str) -> OciInstance:

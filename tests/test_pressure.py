@@ -90,3 +90,17 @@ def test_the_gate_compares_cold_with_cold_and_warm_with_warm(golden):
     # the same metric, measured after a cold start and after a restore: two conditions
     assert ("warm@qemu [start=cold]", "warm.pss_after_ready_bytes") in keys
     assert ("warm@qemu [start=warm]", "warm.pss_after_ready_bytes") in keys
+
+
+def test_burst_finding_on_scenarios_burst(golden, tmp_path):
+    """tests/golden/run_burst: scenarios/burst.toml here, 3 reps, K = 1..16."""
+    frame = load_frame(golden / "run_burst")
+    text = pressure.burst_finding(frame, {"qemu-microvm-fast"})
+    assert text.startswith("native K=16: READY p50 143.6 ms, p99 170.0 ms, all in 163.2 ms, "
+                           "3.5 launches' worth at once;")
+    assert ("runc K=16: READY p50 2.45 s, p99 3.03 s, all in 2.68 s, manager CPU 315.6 ms per "
+            "launch, 1.5 launches' worth at once") in text
+    assert "barely overlap in podman, qemu-microvm-fast (emulated) (under 1.5" in text
+    assert pressure.parallelism(frame, "podman", 16) == pytest.approx(1.351, abs=0.001)
+    assert len(pressure.burst_rows(frame, "runsc", 16, "burst.ready_s")) == 48  # 16 x 3 reps
+    assert pressure.burst_figure(frame, tmp_path / "burst.png", set()).stat().st_size > 20_000

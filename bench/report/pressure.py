@@ -27,8 +27,8 @@ BURST_CAPTION = (
     "Left: READY latency of each of K instances launched at the same moment, a thread each "
     "through the runtime's own API: p50 (solid) and p99 (dashed) over every instance of every "
     "repetition, one line per runtime. Right: launch of the burst to its last READY, median "
-    "over repetitions with 95% CI where there are several; a runtime whose launches queue "
-    "grows like K times one launch.")
+    "over repetitions with 95% CI where there are several; dotted, K times one launch alone "
+    "(K = 1): a runtime whose launches queue follows it.")
 
 
 def burst_rows(frame: pd.DataFrame, runtime: str, k: int, metric: str) -> np.ndarray:
@@ -69,8 +69,10 @@ def burst_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
         parts.append(text)
     text = "; ".join(parts)
     if queued:
-        text += (f". Launches queue in {', '.join(queued)}: a burst takes about as long as its "
-                 "launches one after the other")
+        text += (f". Launches barely overlap in {', '.join(queued)} (under {SERIAL_BELOW:g} "
+                 "launches' worth at once): a burst there costs nearly what its launches one "
+                 "after the other do. Launches that need the CPU cannot overlap beyond the "
+                 "host's CPU count")
     return text + "." + _stopped(frame, "burst.all_ready_s")
 
 
@@ -88,6 +90,9 @@ def burst_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | 
         summaries = [stats.summary(burst_rows(frame, r, k, "burst.all_ready_s")) for k in ks]
         right.errorbar(ks, [s.median for s in summaries], yerr=yerr_of(summaries), fmt="-o", ms=4,
                        capsize=3, color=line.get_color(), label=runtime_label(r, emulated))
+        one = burst_rows(frame, r, 1, "burst.ready_s")
+        if len(one):  # the launches one after the other
+            right.plot(ks, [k * np.median(one) for k in ks], ":", color=line.get_color(), lw=1)
     sizes = sorted(set(ready["tag.k"].astype(int)))
     for ax, title in ((left, "READY latency: p50 solid, p99 dashed"),
                       (right, "launch to the last READY")):

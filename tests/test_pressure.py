@@ -75,7 +75,7 @@ def test_parallelism_is_k_launches_alone_over_the_burst(together, worth, queued)
     frame = pd.DataFrame(_burst("x", 1, [0.1], 0.1) + _burst("x", 4, [0.1] * 4, together))
     frame = frame.assign(warmup=False, workload="burst", error=None)
     assert pressure.parallelism(frame, "x", 4) == pytest.approx(worth)
-    assert ("Launches queue in x" in pressure.burst_finding(frame, set())) is queued
+    assert ("barely overlap in x" in pressure.burst_finding(frame, set())) is queued
 
 
 def test_speedup_words():

@@ -185,10 +185,8 @@ class Runtime(ABC):
                 port: int | None = None):
         """The one instance lifecycle: launch, hand the instance over, release it whatever
         happens (the run's cleanup holds it from the launch on, for a Ctrl-C meanwhile)."""
-        inst = self.launch(command, limits, instance, needs=needs, port=port)
-        with self._released_after_failure(inst):
+        with self._held(self.launch(command, limits, instance, needs=needs, port=port)) as inst:
             yield inst
-        self.context.cleanup.release(inst.cleanup_token)
 
     # -- warm starts: where a kind can, an instance snapshotted while its agent waits for
     # its workload, restored as often as asked
@@ -197,18 +195,22 @@ class Runtime(ABC):
         """Why this runtime cannot snapshot and restore an instance here, or None."""
         return f"cvbench does not snapshot {self.kind} instances"
 
-    def snapshot(self, limits: Limits, instance: str, timeout_s: float) -> "Snapshot":
+    def snapshot(self, limits: Limits, instance: str, timeout_s: float) -> Snapshot:
         """Launch an instance whose agent awaits its workload, save it, remove it."""
         raise NotImplementedError
 
-    def restore(self, snapshot: "Snapshot", command: str, instance: str) -> Instance:
+    def restore(self, snapshot: Snapshot, command: str, instance: str) -> Instance:
         """A new instance from the snapshot, given command: return once it runs."""
         raise NotImplementedError
 
     @contextmanager
-    def restored(self, snapshot: "Snapshot", command: str, instance: str):
+    def restored(self, snapshot: Snapshot, command: str, instance: str):
         """The restore's lifecycle, as running()'s."""
-        inst = self.restore(snapshot, command, instance)
+        with self._held(self.restore(snapshot, command, instance)) as inst:
+            yield inst
+
+    @contextmanager
+    def _held(self, inst: Instance):
         with self._released_after_failure(inst):
             yield inst
         self.context.cleanup.release(inst.cleanup_token)

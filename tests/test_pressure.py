@@ -14,6 +14,7 @@ from bench.compare import Thresholds, compare_frames
 from bench.agent import AWAIT, boots_the_agent, kernel_cmdline_arg, workload_line
 from bench.report import pressure, sharing
 from bench.results import load_frame
+from bench.runtimes.oci import errors_of
 from bench.runtimes.qemu import kernel_args
 from bench.runtimes import Limits
 from bench.workloads import NO_NEEDS
@@ -104,3 +105,13 @@ def test_burst_finding_on_scenarios_burst(golden, tmp_path):
     assert pressure.parallelism(frame, "podman", 16) == pytest.approx(1.351, abs=0.001)
     assert len(pressure.burst_rows(frame, "runsc", 16, "burst.ready_s")) == 48  # 16 x 3 reps
     assert pressure.burst_figure(frame, tmp_path / "burst.png", set()).stat().st_size > 20_000
+
+
+def test_criu_errors_put_the_cause_first(golden):
+    """`criu check` on this host's kernel (6.18): the vDSO layout CRIU 3.17 cannot read."""
+    text = (golden / "criu_check_vdso.txt").read_text()
+    assert errors_of(text) == ("vdso: Unexpected rt vDSO area bounds; vdso: Failed to fill self "
+                               "vdso symtable; kerndat_vdso_fill_symtable failed when "
+                               "initializing kerndat.")
+    # a dump.log's lines carry a timestamp
+    assert errors_of("(00.01) Warn (a.c:1): x\n(00.02) Error (mount.c:9): mnt: busy\n") == "mnt: busy"

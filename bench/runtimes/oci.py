@@ -12,6 +12,7 @@ everything the instance costs is counted in one place.
 from __future__ import annotations
 
 import json
+import re
 import resource
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from pathlib import Path
 from bench.agent import AGENT_PATH, AWAIT, LineReader, workload_line
 from bench.collect.cgroups import ROOT, Cgroup, cgroup_version
 from bench.collect.host import du_bytes
-from bench.errors import UserError
+from bench.errors import RuntimeFailure, UserError
 from bench.params import Param
 from bench.runtimes.base import (Limits, ProcessInstance, Runtime, Snapshot, Traits,
                                  command_version, on_own_kernel, pipe_chunks, run_tool, spawn)
@@ -203,7 +204,10 @@ class OciRuntime(WithOciRuntime):
         image = self.context.workdir / f"{instance}-checkpoint"
         with self.running(AWAIT, limits, instance) as inst:
             inst.lines.wait_for("WAITING", inst.t_launch + timeout_s)
-            run_tool([*inst.control, "checkpoint", "--image-path", str(image), instance])
+            try:
+                run_tool([*inst.control, "checkpoint", "--image-path", str(image), instance])
+            except RuntimeFailure as exc:  # runc says "log file: dump.log": CRIU's reason is there
+                raise RuntimeFailure(f"{exc}; {criu_errors(image / 'dump.log')}") from None
             inst.process.wait(timeout_s)  # `run` returns once its container is saved
         return Snapshot((image,), limits, time.monotonic() - t0)
 
@@ -265,7 +269,17 @@ def criu_failure() -> str | None:
         return f"criu check: {exc}"
     if out.returncode == 0:
         return None
-    # "Error (criu/vdso.c:381): vdso: Unexpected rt vDSO area bounds": the cause comes first
-    errors = [line.split("): ", 1)[-1] for line in (out.stderr + out.stdout).splitlines()
-              if line.startswith("Error")] or [(out.stderr + out.stdout).strip()[-200:]]
-    return "criu check: " + "; ".join(errors[:2])
+    return "criu check: " + errors_of(out.stderr + out.stdout)
+
+
+def criu_errors(log: Path) -> str:
+    try:
+        return "CRIU: " + errors_of(log.read_text(errors="replace"))
+    except OSError:
+        return f"no CRIU log at {log}"
+
+
+def errors_of(text: str) -> str:
+    """CRIU's first errors, its cause first: "Error (criu/vdso.c:381): vdso: Unexpected..."."""
+    errors = [m.group(1) for m in re.finditer(r"^(?:\([\d.]+\) )?Error \([^)]*\): (.*)$", text, re.M)]
+    return "; ".join(errors[:3]) or text.strip()[-300:]

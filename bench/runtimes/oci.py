@@ -202,7 +202,10 @@ class OciRuntime(WithOciRuntime):
     def snapshot(self, limits: Limits, instance: str, timeout_s: float) -> Snapshot:
         t0 = time.monotonic()
         image = self.context.workdir / f"{instance}-checkpoint"
-        with self.running(AWAIT, limits, instance) as inst:
+        # stdin an open pipe with nothing in it: the agent blocks in its read until saved
+        # (on /dev/null it would read end-of-file and exit, racing the checkpoint)
+        awaiting = self._start(AWAIT, limits, instance, NO_NEEDS, ["run"], stdin=subprocess.PIPE)
+        with self._held(awaiting) as inst:
             inst.lines.wait_for("WAITING", inst.t_launch + timeout_s)
             try:
                 run_tool([*inst.control, "checkpoint", "--image-path", str(image), instance])

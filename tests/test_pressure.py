@@ -12,6 +12,7 @@ import pytest
 
 from bench.compare import Thresholds, compare_frames
 from bench.agent import AWAIT, boots_the_agent, kernel_cmdline_arg, workload_line
+from bench.errors import RuntimeFailure
 from bench.report import pressure, sharing
 from bench.results import load_frame
 from bench.runtimes.oci import errors_of
@@ -115,3 +116,9 @@ def test_criu_errors_put_the_cause_first(golden):
                                "initializing kerndat.")
     # a dump.log's lines carry a timestamp
     assert errors_of("(00.01) Warn (a.c:1): x\n(00.02) Error (mount.c:9): mnt: busy\n") == "mnt: busy"
+
+
+def test_a_workload_too_long_for_a_console_line_is_refused():
+    workload_line("x" * 3000)  # 4000 in base64: fits
+    with pytest.raises(RuntimeFailure, match="too long for one console line"):
+        workload_line("x" * 3100)

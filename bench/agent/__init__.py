@@ -16,6 +16,7 @@ from bench.errors import RuntimeFailure
 AGENT_PATH = "/opt/cvbench/agent"
 PREFIX = "CVBENCH "
 EVENTS = ("READY", "DONE", "SERVING", "WAITING")
+CONSOLE_LINE = 4096  # a tty in canonical mode: N_TTY_BUF_SIZE
 AWAIT = "--await"  # the command that makes the agent read its workload after WAITING
 
 
@@ -34,8 +35,13 @@ def boots_the_agent(cmdline: str) -> bool:
 
 
 def workload_line(command: str) -> bytes:
-    """The workload as the one line a WAITING agent reads."""
-    return (encoded(command) + "\n").encode()
+    """The workload as the one line a WAITING agent reads. A console (a VM's serial port)
+    keeps at most 4095 characters of a line."""
+    line = encoded(command)
+    if len(line) >= CONSOLE_LINE:
+        raise RuntimeFailure(f"a workload of {len(command)} characters is too long for one "
+                             f"console line ({len(line)} in base64, at most {CONSOLE_LINE - 1})")
+    return (line + "\n").encode()
 
 
 def encoded(command: str) -> str:

@@ -49,23 +49,26 @@ class Burst(Mode):
         session.announce(f"K in {sizes} launched at once, {workload}, memory floor {floor} MiB")
         piles = {spec.name: Pile(session, spec, runtime, floor, CELL, COMMANDS[workload])
                  for spec, runtime in session.usable()}
-        stopped: dict[str, str] = {}
+        too_big: dict[str, int] = {}  # runtime -> the smallest K the memory floor refused
+        failed: set[str] = set()
         for rep in range(session.scenario.reps):
             for k in sizes:
                 for name, pile in piles.items():
-                    if name not in stopped:
-                        try:
-                            burst(pile, k, rep, {"burst_workload": workload})
-                        except BelowFloor as exc:  # smaller bursts of it are measured
-                            stopped[name] = str(exc)
-                            pile.save(rep, {"k": k}, Value("burst.all_ready_s", None, "s",
-                                                           SKIPPED + str(exc)))
-                            say(f"  {name}: stopped: {exc}")
-                        except Exception as exc:  # an engine error: this runtime stops
-                            stopped[name] = why = f"{type(exc).__name__}: {exc}"
-                            session.fail(pile.cell.name)
-                            pile.save(rep, {"k": k}, Value("burst.all_ready_s", None, "s", why))
-                            say(f"  {name} K={k}: failed: {why[:300]}")
+                    if name in failed or k >= too_big.get(name, k + 1):
+                        continue
+                    try:
+                        burst(pile, k, rep, {"burst_workload": workload})
+                    except BelowFloor as exc:  # its smaller bursts go on in every repetition
+                        too_big[name] = k
+                        pile.save(rep, {"k": k}, Value("burst.all_ready_s", None, "s",
+                                                       SKIPPED + str(exc)))
+                        say(f"  {name}: no burst of {k} or more: {exc}")
+                    except Exception as exc:  # an engine error: this runtime stops
+                        failed.add(name)
+                        why = f"{type(exc).__name__}: {exc}"
+                        session.fail(pile.cell.name)
+                        pile.save(rep, {"k": k}, Value("burst.all_ready_s", None, "s", why))
+                        say(f"  {name} K={k}: failed: {why[:300]}")
 
 
 def burst(pile: Pile, k: int, rep: int, tags: dict) -> None:

@@ -161,6 +161,7 @@ class Pile:
                         break
                     instances.append(inst)
                     values = self.memory_values(instances, before, n, drop=False)
+                    self.learn(values)
                     self.save(rep, {**tags, "n": n, "k": n},
                               Value("density.kth_ready_s", ready_s, "s"), *values)
                     slow = slow + [ready_s] if ready_s > target else []
@@ -211,10 +212,7 @@ class Pile:
                                         ("cgroup", "cgroup"))}
             say(f"  {self.spec.name} N={n} rep {rep}: per instance "
                 + ", ".join(f"{value} ({view})" for view, value in per.items()))
-            estimate = max(v for v in (shown.get("density.mem_available_drop_per_instance_bytes"),
-                                       shown.get("density.pss_per_instance_bytes"), 0) if v)
-            if estimate:  # what was seen, with a margin, but never beyond the limit
-                self.estimate = min(self.estimate, 2 * estimate)
+            self.learn(values)
         # Other processes on the host move MemAvailable too: the drift over the whole step,
         # read once the instances are gone, says how far the first view can be trusted.
         drop_caches()
@@ -257,12 +255,14 @@ class Pile:
         API, held by up: (the moment, [(instance, ready seconds, READY time)])."""
         names = [self.session.instance_name() for _ in range(n)]
         results: list = [None] * n
-        go, entering = threading.Event(), threading.Lock()
+        go, cancel, entering = threading.Event(), threading.Event(), threading.Lock()
 
         def start(i: int) -> None:
             go.wait()
+            if cancel.is_set():
+                return
             try:
-                results[i] = self.launch_ready(up, names[i], entering)
+                results[i] = self.launch_ready(up, names[i], entering, cancel)
             except BaseException as exc:  # reported below, in the main thread
                 results[i] = exc
 
@@ -270,15 +270,23 @@ class Pile:
         for t in threads:
             t.start()
         t0 = time.monotonic()
-        go.set()
         try:
+            go.set()
             for t in threads:
                 t.join()
-        finally:
-            # A Ctrl-C lands here while threads may still be launching: let them finish,
-            # so every instance they start is held before the stack releases them.
-            ignore_signals_during(lambda: [t.join(self.session.scenario.timeout_s)
-                                           for t in threads])
+        except BaseException:
+            # A Ctrl-C: no more launches; the instances up are removed at once, which ends
+            # their threads' wait for READY; a launch under way finishes and is held, so
+            # the stack removes it too, after.
+            cancel.set()
+
+            def stop() -> None:
+                with entering:
+                    up.close()
+                for t in threads:
+                    t.join(self.session.scenario.timeout_s)
+            ignore_signals_during(stop)
+            raise
         failed = [r for r in results if not isinstance(r, tuple)]
         if failed:
             raise RuntimeFailure(f"{len(failed)} of {n} concurrent launches failed: {failed[0]}")
@@ -286,16 +294,28 @@ class Pile:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def launch_ready(self, up: ExitStack, name: str | None = None, entering=None):
+    def launch_ready(self, up: ExitStack, name: str | None = None, entering=None,
+                     cancel: threading.Event | None = None):
         """One idle instance, held by up until it closes, READY: (instance, ready seconds,
         READY time). entering: a lock when threads share up; they launch in parallel and
-        only hand their instance over one at a time."""
+        only hand their instance over one at a time. cancel: set on a Ctrl-C, no READY is
+        waited for once it is."""
         running = self.runtime.running(self.command, self.limits, name or self.session.instance_name())
         inst = running.__enter__()  # as ExitStack.enter_context, its exit pushed below
         with entering or nullcontext():
             up.push(running.__exit__)
+        if cancel is not None and cancel.is_set():
+            raise RuntimeFailure(f"{inst.name}: cancelled")
         ready = inst.wait_ready(self.session.scenario.timeout_s)
         return inst, ready.t - inst.t_launch, ready.t
+
+    def learn(self, values: list[Value]) -> None:
+        """What the next instance may take: what one was seen to take, with a margin, but
+        never beyond the limit."""
+        seen = [v.value for v in values if v.value and v.value > 0 and v.metric in (
+            "density.mem_available_drop_per_instance_bytes", "density.pss_per_instance_bytes")]
+        if seen:
+            self.estimate = min(self.estimate, 2 * max(seen))
 
     def check_floor(self, more: int, n: int, running: int) -> None:
         available = mem_available()

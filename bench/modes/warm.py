@@ -1,7 +1,7 @@
 """Warm start (mode = "warm"): an instance restored from a snapshot against a cold start of
 the same runtime. Once per runtime, an instance is launched whose agent awaits its workload
 (`CVBENCH WAITING`), saved, and removed (warm.snapshot_s, the snapshot's size on disk).
-Then, each repetition, a cold start and a restore, one after the other: the restored agent
+Then, each repetition, a cold start and a restore, in turns: the restored agent
 reads its workload only after the restore, so both run the same command from the same
 point. Recorded: startup.ready_s (cold), startup.restore_s (restore call to READY), and
 memory right after READY, PSS and cgroup working set, for both (tag start). A runtime that
@@ -9,6 +9,8 @@ cannot restore here is skipped, with the reason.
 """
 
 from __future__ import annotations
+
+import shutil
 
 from bench.collect.processes import memory_of
 from bench.console import say
@@ -62,27 +64,35 @@ class Starts:
                   Value("warm.snapshot_bytes", snapshot.size_bytes, "bytes"))
         say(f"  {name}: snapshot in {snapshot.seconds:.2f} s, "
             f"{snapshot.size_bytes / 2**20:.1f} MiB on disk")
-        for rep in range(scenario.reps):
-            for start in ("cold", "warm"):
-                try:
-                    values, tags = start_once(self.session, self.runtime, start, snapshot,
-                                              self.limits)
-                except Exception as exc:
-                    self.session.fail(self.cell.name)
-                    values, tags = [Value(STARTS[start], None, "s",
-                                          f"{type(exc).__name__}: {exc}")], {}
-                self.save(rep, {**tags, "start": start}, *values)
-                shown = values[0]
-                say(f"  {name} rep {rep} {start}: " + (f"READY in {shown.value:.3f} s"
-                                                       if shown.value is not None
-                                                       else shown.error[:300]))
+        try:
+            for rep in range(scenario.reps):
+                # in turns, so that neither profits from what the other left warm
+                for start in ("cold", "warm") if rep % 2 == 0 else ("warm", "cold"):
+                    self.start(rep, start, snapshot)
+        finally:  # a VM's saved state is the size of its touched memory: not kept for long
+            for path in snapshot.files:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+
+    def start(self, rep: int, start: str, snapshot) -> None:
+        try:
+            values, tags = start_once(self.session, self.runtime, start, snapshot, self.limits)
+        except Exception as exc:
+            self.session.fail(self.cell.name)
+            values, tags = [Value(STARTS[start], None, "s", f"{type(exc).__name__}: {exc}")], {}
+        self.save(rep, {**tags, "start": start}, *values)
+        shown = values[0]
+        say(f"  {self.spec.name} rep {rep} {start}: "
+            + (f"READY in {shown.value:.3f} s" if shown.value is not None else shown.error[:300]))
 
 
 def start_once(session, runtime, start: str, snapshot, limits: Limits) -> tuple[list[Value], dict]:
     """A cold start or a restore, READY, memory read at once: its values and tags."""
     name = session.instance_name()
     running = (runtime.running(IDLE_COMMAND, limits, name) if start == "cold"
-               else runtime.restored(snapshot, IDLE_COMMAND, name))
+               else runtime.restored(snapshot, IDLE_COMMAND, name, session.scenario.timeout_s))
     with running as inst:
         ready = inst.wait_ready(session.scenario.timeout_s)
         mem = memory_of(inst.host_pids())

@@ -199,14 +199,15 @@ class Runtime(ABC):
         """Launch an instance whose agent awaits its workload, save it, remove it."""
         raise NotImplementedError
 
-    def restore(self, snapshot: Snapshot, command: str, instance: str) -> Instance:
+    def restore(self, snapshot: Snapshot, command: str, instance: str,
+                timeout_s: float) -> Instance:
         """A new instance from the snapshot, given command: return once it runs."""
         raise NotImplementedError
 
     @contextmanager
-    def restored(self, snapshot: Snapshot, command: str, instance: str):
+    def restored(self, snapshot: Snapshot, command: str, instance: str, timeout_s: float):
         """The restore's lifecycle, as running()'s."""
-        with self._held(self.restore(snapshot, command, instance)) as inst:
+        with self._held(self.restore(snapshot, command, instance, timeout_s)) as inst:
             yield inst
 
     @contextmanager
@@ -278,11 +279,14 @@ class Runtime(ABC):
         return None
 
 
-def run_tool(argv: list[str]) -> None:
+def run_tool(argv: list[str], timeout_s: float | None = None) -> None:
     """A helper program (qemu-img...) whose failure fails the instance, with its message."""
     from bench.errors import RuntimeFailure
 
-    result = subprocess.run(argv, capture_output=True, text=True)
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise RuntimeFailure(f"{' '.join(argv[:2])} did not end within {timeout_s:.0f} s") from None
     if result.returncode != 0:
         raise RuntimeFailure(f"{argv[0]} failed: {(result.stderr or result.stdout).strip()[-400:]}")
 

@@ -208,19 +208,30 @@ class OciRuntime(WithOciRuntime):
         with self._held(awaiting) as inst:
             inst.lines.wait_for("WAITING", inst.t_launch + timeout_s)
             try:
-                run_tool([*inst.control, "checkpoint", "--image-path", str(image), instance])
+                run_tool([*inst.control, "checkpoint", "--image-path", str(image), instance],
+                         timeout_s)
             except RuntimeFailure as exc:  # runc says "log file: dump.log": CRIU's reason is there
                 raise RuntimeFailure(f"{exc}; {criu_errors(image / 'dump.log')}") from None
-            inst.process.wait(timeout_s)  # `run` returns once its container is saved
+            try:
+                inst.process.wait(timeout_s)  # `run` returns once its container is saved
+            except subprocess.TimeoutExpired:
+                raise RuntimeFailure(f"{instance}: {self.options['oci_runtime']} run did not end "
+                                     f"after its checkpoint") from None
         return Snapshot((image,), limits, time.monotonic() - t0)
 
-    def restore(self, snapshot: Snapshot, command: str, instance: str) -> OciInstance:
+    def restore(self, snapshot: Snapshot, command: str, instance: str,
+                timeout_s: float) -> OciInstance:
         (image,) = snapshot.files
+        line = workload_line(command)
         inst = self._start(AWAIT, snapshot.limits, instance, NO_NEEDS,
                            ["restore", "--image-path", str(image)], stdin=subprocess.PIPE)
         with self._launching(inst):
-            inst.process.stdin.write(workload_line(command))
-            inst.process.stdin.flush()
+            try:  # the pipe holds the line until the restored agent reads it
+                inst.process.stdin.write(line)
+                inst.process.stdin.flush()
+            except BrokenPipeError:
+                raise RuntimeFailure(f"{instance}: restore ended at once: "
+                                     f"{inst.lines.drain()[-600:]}") from None
         return inst
 
     def _start(self, command: str, limits: Limits, instance: str, needs: Needs, verb: list[str],

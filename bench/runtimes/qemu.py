@@ -246,7 +246,8 @@ class QemuRuntime(Runtime):
                          "snapshot_disk_bytes": qcow2_actual_size(json.loads(run_text(
                              ["qemu-img", "info", "--output=json", str(disk)])))})
 
-    def restore(self, snapshot: Snapshot, command: str, instance: str) -> VmInstance:
+    def restore(self, snapshot: Snapshot, command: str, instance: str,
+                timeout_s: float) -> VmInstance:
         state, disk = snapshot.files
         limits = snapshot.limits
         t0 = time.monotonic()
@@ -273,6 +274,9 @@ class QemuRuntime(Runtime):
             while inst.qmp.cmd("query-status")["status"] == "inmigrate":
                 if inst.process.poll() is not None:
                     raise RuntimeFailure(f"restoring {instance} failed: {inst.lines.drain()[-600:]}")
+                if time.monotonic() > t0 + timeout_s:
+                    raise RuntimeFailure(f"{instance}: QEMU had not loaded the saved state "
+                                         f"after {timeout_s:.0f} s")
                 time.sleep(0.005)
             inst.qmp.cmd("cont")  # saved stopped, it loads paused
             t_loaded = time.monotonic()

@@ -60,11 +60,11 @@ def test_a_burst_of_four_launches_together(tmp_path):
     result, out, rows = _run(tmp_path, BURST, "native,runc")
     assert result.returncode == 0, result.stderr
     for runtime in ("native", "runc"):
-        ready = _values(rows, runtime, "burst.ready_s", k=4)
-        (together,) = _values(rows, runtime, "burst.all_ready_s", k=4)
-        assert len(ready) == 4 and max(ready) <= together
-        (rate,) = _values(rows, runtime, "burst.launches_per_s", k=4)
-        assert rate == pytest.approx(4 / together)
+        assert len(_values(rows, runtime, "burst.ready_s", k=4)) == 4
+        assert len(_values(rows, runtime, "burst.launches_per_s", k=4)) == 1
+    # four containers through one dockerd on 2 cores: never as fast as one alone
+    assert _values(rows, "runc", "burst.all_ready_s", k=4)[0] > _values(rows, "runc",
+                                                                        "burst.ready_s", k=1)[0]
     # launched one after the other, the four would take their latencies' sum
     assert _values(rows, "native", "burst.all_ready_s", k=4)[0] < sum(
         _values(rows, "native", "burst.ready_s", k=4))
@@ -143,9 +143,9 @@ def test_ctrl_c_while_density_grows(tmp_path):
 def test_ctrl_c_during_a_warm_run(tmp_path):
     def booting_after_the_snapshot(run_id):
         """the cold VM to boot, the snapshot saved"""
-        from bench.session import WORKDIR
-
-        return bool(list((WORKDIR / run_id).glob("*.state"))) and bool(vm_pids(run_id))
+        kept = tmp_path / "run" / "records.jsonl"
+        return (kept.exists() and "warm.snapshot_s" in kept.read_text()
+                and bool(vm_pids(run_id)))
 
     _interrupted(tmp_path, WARM, "qemu", booting_after_the_snapshot)
 

@@ -16,7 +16,22 @@ def cmd_run(args) -> int:
     scenario = load_scenario(args.scenario).with_overrides(
         reps=args.reps, runtimes=args.runtimes.split(",") if args.runtimes else None,
         quick=args.quick)
+    if args.cluster:
+        return fleet_of(args, scenario).run()
+    if args.hosts:
+        raise UserError("--hosts chooses hosts of a fleet", fix="pass --cluster ADDRESS too")
     return Session(scenario, args.out, report=not args.no_report).run()
+
+
+def fleet_of(args, scenario):
+    """The fleet run of `run/regress --cluster`; each host gets the same overrides."""
+    from bench.fleet.driver import Fleet
+
+    overrides = [*(["--reps", str(args.reps)] if getattr(args, "reps", None) else []),
+                 *(["--runtimes", args.runtimes] if getattr(args, "runtimes", None) else []),
+                 *(["--quick"] if getattr(args, "quick", False) else [])]
+    return Fleet(scenario, args.cluster, args.out, args.hosts.split(",") if args.hosts else None,
+                 overrides, report=not getattr(args, "no_report", False))
 
 
 def cmd_report(args) -> int:
@@ -161,6 +176,13 @@ def cmd_lab(args) -> int:
     return rc
 
 
+def add_fleet_arguments(parser) -> None:
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="run on every benchmark host of this Ray cluster (cvbench[fleet])")
+    parser.add_argument("--hosts", help="comma-separated fleet hosts: node names, label key=value "
+                        "or node ids (default: every host with the cvbench_host resource)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cvbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runtimes", help="comma-separated subset of the scenario's runtimes")
     run.add_argument("--quick", action="store_true", help="1 repetition, no warm-up, short sizes")
     run.add_argument("--no-report", action="store_true", help="records only")
+    add_fleet_arguments(run)
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="rebuild report.html and figures/ from records")

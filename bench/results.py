@@ -38,11 +38,13 @@ class Record:
     tags: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     schema: int = SCHEMA
+    host: str | None = None  # the fleet host it came from (bench/fleet); None on one machine
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
-        if data["error"] is None:
-            del data["error"]
+        for optional in ("error", "host"):
+            if data[optional] is None:
+                del data[optional]
         return json.dumps(data, sort_keys=False)
 
 
@@ -59,11 +61,15 @@ class RecordStore:
         self.count = 0
 
     def append(self, records: Iterable[Record]) -> None:
+        self.append_lines(record.to_json() for record in records)
+
+    def append_lines(self, lines: Iterable[str]) -> None:
+        """Records already in their JSON form (a fleet host's, as it wrote them)."""
         if self._file is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a", encoding="utf-8")
-        for record in records:
-            self._file.write(record.to_json() + "\n")
+        for line in lines:
+            self._file.write(line + "\n")
             self.count += 1
         self._file.flush()
         os.fsync(self._file.fileno())

@@ -4,6 +4,8 @@ a small public interface the modes use (record, save, fail, instance_name)."""
 from __future__ import annotations
 
 import fcntl
+import os
+import re
 import shutil
 import socket
 import sys
@@ -20,7 +22,7 @@ from bench.measure import Value
 from bench.modes import MODES
 from bench.results import Record, RecordStore, host_environment, write_environment
 from bench.runtimes import KINDS, RunContext, Runtime
-from bench.spec import Cell, RuntimeSpec, Scenario, Step
+from bench.spec import RuntimeSpec, Scenario, Step
 
 WORKDIR = Path("/var/tmp/cvbench")
 
@@ -38,8 +40,10 @@ def run_is_live(run_id: str) -> bool:
 
 
 def new_run_id() -> str:
+    """TIME-HOST; a fleet names the host itself (two hosts of a test cluster share a machine)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{socket.gethostname().split('.')[0]}"
+    host = os.environ.get("CVBENCH_FLEET_HOST") or socket.gethostname().split(".")[0]
+    return f"{stamp}-{re.sub(r'[^A-Za-z0-9-]+', '-', host)}"
 
 
 class Session:
@@ -207,10 +211,7 @@ class Session:
         """A runtime that cannot run here still leaves a trace per cell: never silently dropped."""
         for spec in self.scenario.runtimes:
             if spec.name in self.unusable:
-                # a mode that builds its own guest commands has one cell named after it
-                cells = ([Cell(w, spec) for w in self.scenario.workloads]
-                         or [Cell.of_mode(self.scenario.mode, spec)])
-                for cell in cells:
+                for cell in self.scenario.cells_of(spec):
                     self.fail(cell.name)
                     self.save(Step(cell, 0, False), {},
                               [Value("startup.ready_s", None, "s", self.unusable[spec.name])])

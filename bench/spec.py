@@ -68,6 +68,11 @@ class Scenario:
             new = replace(new, reps=reps)
         return new
 
+    def cells_of(self, runtime: RuntimeSpec) -> list["Cell"]:
+        """A runtime's cells: one per workload, or the one cell of a mode that builds its
+        own guest commands."""
+        return [Cell(w, runtime) for w in self.workloads] or [Cell.of_mode(self.mode, runtime)]
+
     def reps_of(self, workload: WorkloadSpec) -> int:
         return workload.reps or self.reps
 

@@ -1,0 +1,167 @@
+"""One fleet host's side: the scenario run as a plain local `cvbench run`, what it writes
+streamed back as it writes it. Ray makes this class an actor on the host (driver.py);
+nothing here imports Ray, so the host's run is exactly the run of one machine."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.results import ENVIRONMENT, RECORDS
+
+POLL_S = 0.5
+# the host's run gets this long to clean up after a stop before it is killed
+STOP_GRACE_S = 120
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the actor's worker dies (its node killed, the
+    driver gone), which the run takes as an interrupt and cleans up after."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class HostRun:
+    """Runs on one host at a time (it holds the host's cvbench_host resource)."""
+
+    def __init__(self, host: str):
+        self.host = host
+        self.process: subprocess.Popen | None = None
+        self.stopping = False
+        self._lock = threading.Lock()
+
+    def environment(self) -> dict:
+        """What the host's numbers depend on; also proves the actor started there."""
+        from bench.results import host_environment
+
+        return host_environment()
+
+    def run(self, scenario_file: str, scenario_text: str, run_args: list[str]):
+        """Yields ("lines", [console lines]), ("records", [record lines]), ("environment",
+        dict) as they come, and last ("exit", {"code": N, "step": "setup" or "run"}): the
+        host is set up first (python -m bench.hostsetup), as `nox -s bench` does."""
+        scratch = Path(tempfile.mkdtemp(prefix="cvbench-fleet-"))
+        try:
+            scenario = scratch / Path(scenario_file).name
+            scenario.write_text(scenario_text)
+            out = scratch / "out"
+            setup = [sys.executable, "-m", "bench.hostsetup"]
+            run = [sys.executable, "-m", "bench.cli", "run", str(scenario), "--out", str(out),
+                   "--no-report", *run_args]
+            step, code = "setup", (yield from self._follow(setup, out))
+            if code == 0 and not self.stopping:
+                step, code = "run", (yield from self._follow(run, out))
+            yield "exit", {"code": code, "step": step}
+        finally:
+            self._end()
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def stop(self) -> None:
+        """Interrupt the run as Ctrl-C would: it removes its instances and exits 130."""
+        with self._lock:
+            self.stopping = True
+            if self.process and self.process.poll() is None:
+                self.process.send_signal(signal.SIGINT)
+
+    def _follow(self, command: list[str], out: Path):
+        lines: queue.Queue[str | None] = queue.Queue()
+        with self._lock:
+            if self.stopping:
+                return 130
+            # CVBENCH_FLEET_HOST names the run after the fleet's host: two hosts on one
+            # machine (a test cluster) never share a run id or instance names
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                preexec_fn=die_with_parent, env={**os.environ, "CVBENCH_FLEET_HOST": self.host})
+        reader = threading.Thread(target=_read_lines, args=(self.process.stdout, lines), daemon=True)
+        reader.start()
+        records, environment = _Tail(out / RECORDS), _Changes(out / ENVIRONMENT)
+        while True:
+            finished = self.process.poll() is not None
+            if new := records.read():
+                yield "records", new
+            if (env := environment.read()) is not None:
+                yield "environment", env
+            if console := _drain(lines):
+                yield "lines", console
+            if finished:
+                reader.join(timeout=5)
+                if console := _drain(lines):
+                    yield "lines", console
+                return self.process.returncode
+            time.sleep(POLL_S)
+
+    def _end(self) -> None:
+        """The run ends before the actor does, whatever ended the stream."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _read_lines(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line.rstrip("\n"))
+    lines.put(None)
+
+
+def _drain(lines: queue.Queue) -> list[str]:
+    out = []
+    while True:
+        try:
+            line = lines.get_nowait()
+        except queue.Empty:
+            return out
+        if line is not None:
+            out.append(line)
+
+
+class _Tail:
+    """The complete lines appended to a file since the last read (a torn last line waits)."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset = path, 0
+
+    def read(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        whole = data[:data.rfind(b"\n") + 1]
+        self.offset += len(whole)
+        return whole.decode().splitlines()
+
+
+class _Changes:
+    """A JSON file's content each time it changes."""
+
+    def __init__(self, path: Path):
+        self.path, self.seen = path, None
+
+    def read(self) -> dict | None:
+        try:
+            text = self.path.read_text()
+            data = json.loads(text)
+        except (FileNotFoundError, json.JSONDecodeError):  # not yet, or mid-write
+            return None
+        if text == self.seen:
+            return None
+        self.seen = text
+        return data

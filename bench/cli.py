@@ -100,7 +100,7 @@ def cmd_compare(args) -> int:
 def cmd_regress(args) -> int:
     """Run, gate against this machine's baseline; a run becomes the baseline only when every
     cell measured and the gate passed (the first run: when every cell measured), or by hand
-    with --promote-run."""
+    with --promote-run. With --cluster every host is gated against its own baseline."""
     from bench import regress
     from bench.session import Session
     from bench.scenario import load_scenario
@@ -113,30 +113,70 @@ def cmd_regress(args) -> int:
         target = regress.promote(Path(args.promote_run), scenario.name, args.store)
         print(f"promoted {args.promote_run} by hand to {target}")
         return 0
-    baseline = regress.baseline_dir(scenario.name, args.store)
+    if args.cluster:
+        return regress_fleet(args, scenario)
+    if args.hosts:
+        raise UserError("--hosts chooses hosts of a fleet", fix="pass --cluster ADDRESS too")
     session = Session(scenario, args.out)
     code = session.run()
     if code not in (0, 1):
         return code
+    return gate(session.out_dir, code, scenario.name, args)[0]
+
+
+def regress_fleet(args, scenario) -> int:
+    """Each host of the fleet gated against its own baseline (kept here, on the driver);
+    the summary names the hosts that regressed."""
+    from bench import regress
+    from bench.fleet.driver import HOSTS
+    from bench.results import read_environment
+
+    fleet = fleet_of(args, scenario)
+    code = fleet.run()
+    if code == 130:
+        return code
+    outcomes = {}
+    for host in fleet.hosts:
+        run_dir = fleet.out_dir / HOSTS / host.name
+        if host.status != "done":
+            outcomes[host.name] = (max(code, 1), f"not gated: {host.status} ({host.reason})")
+            continue
+        print(f"\n== {host.name} ==")
+        machine = regress.machine_id(read_environment(run_dir)["host"], host.name)
+        outcomes[host.name] = gate(run_dir, host.exit_code, scenario.name, args, machine)
+    print("\nfleet gate:")
+    for name, (_, what) in outcomes.items():
+        print(f"  {name}: {what}")
+    if regressed := [name for name, (_, what) in outcomes.items() if what.startswith("regressed")]:
+        print(f"regressed on {', '.join(regressed)}")
+    return max([code, *(c for c, _ in outcomes.values())])
+
+
+def gate(run_dir: Path, code: int, scenario_name: str, args, machine: str | None = None) -> tuple[int, str]:
+    """A run against its machine's baseline: (exit code, what happened in a few words)."""
+    from bench import regress
+
+    baseline = regress.baseline_dir(scenario_name, args.store, machine)
     if not (baseline / "records.jsonl").exists():
         if code != 0:
-            print(f"no baseline for {scenario.name} yet, and cells failed in this run: not "
+            print(f"no baseline for {scenario_name} yet, and cells failed in this run: not "
                   "made the baseline (cvbench regress --promote-run DIR makes one by hand)")
-            return code
-        print(f"no baseline for {scenario.name} on this machine yet: "
-              f"{regress.promote(session.out_dir, scenario.name, args.store)} is now the baseline")
-        return code
-    verdict = compare_runs(baseline, session.out_dir, args.thresholds,
-                           session.out_dir / "compare.md", session.out_dir / "compare.json")
+            return code, "no baseline yet; cells failed, so not made one"
+        target = regress.promote(run_dir, scenario_name, args.store, machine)
+        print(f"no baseline for {scenario_name} on this machine yet: {target} is now the baseline")
+        return code, f"no baseline yet: this run is now the baseline ({target})"
+    verdict = compare_runs(baseline, run_dir, args.thresholds, run_dir / "compare.md",
+                           run_dir / "compare.json")
     if args.promote:
         if verdict or code:
-            print(f"not promoted: {session.out_dir} did not pass the gate "
+            print(f"not promoted: {run_dir} did not pass the gate "
                   f"({'regressions' if verdict else 'failed cells'}); "
                   "cvbench regress --promote-run DIR promotes a run by hand")
         else:
-            print(f"promoted {session.out_dir} to "
-                  f"{regress.promote(session.out_dir, scenario.name, args.store)}")
-    return max(verdict, code)
+            print(f"promoted {run_dir} to {regress.promote(run_dir, scenario_name, args.store, machine)}")
+    what = (f"regressed against {baseline}" if verdict
+            else f"passed the gate against {baseline}" + ("; some cells failed" if code else ""))
+    return max(verdict, code), what
 
 
 def cmd_images(args) -> int:
@@ -221,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="make the run in DIR the baseline by hand, without running")
     regress.add_argument("--store", type=Path, default=Path(".benchmarks/cvbench"),
                          help="where baselines are kept, one folder per machine")
+    add_fleet_arguments(regress)
     regress.set_defaults(func=cmd_regress)
 
     images = sub.add_parser("images", help="build, list or prune guest images")

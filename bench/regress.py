@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import shutil
 from pathlib import Path
 
@@ -17,23 +16,24 @@ from bench.results import ENVIRONMENT, RECORDS, host_environment
 STORE = Path(".benchmarks") / "cvbench"
 
 
-def machine_id() -> str:
+def machine_id(host: dict | None = None, name: str | None = None) -> str:
     """Host name and a hash of what the numbers depend on; CVBENCH_MACHINE overrides it
-    where host names are random (CI runners of one class)."""
-    if override := os.environ.get("CVBENCH_MACHINE"):
+    where host names are random (CI runners of one class). A fleet host passes its own
+    environment and its name in the fleet."""
+    if host is None and (override := os.environ.get("CVBENCH_MACHINE")):
         return override
-    host = host_environment()
+    host = host or host_environment()
     fingerprint = f"{host['cpu_model']}|{host['cpu_count']}|{host['memory_bytes']}|{host['kernel']}"
-    return f"{platform.node()}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:8]}"
+    return f"{name or host['hostname']}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:8]}"
 
 
-def baseline_dir(scenario_name: str, store: Path = STORE) -> Path:
-    return store / machine_id() / scenario_name
+def baseline_dir(scenario_name: str, store: Path = STORE, machine: str | None = None) -> Path:
+    return store / (machine or machine_id()) / scenario_name
 
 
-def promote(run_dir: Path, scenario_name: str, store: Path = STORE) -> Path:
+def promote(run_dir: Path, scenario_name: str, store: Path = STORE, machine: str | None = None) -> Path:
     """Make run_dir this machine's baseline for the scenario (records and environment)."""
-    target = baseline_dir(scenario_name, store)
+    target = baseline_dir(scenario_name, store, machine)
     staging = target.with_name(target.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -21,7 +21,7 @@ def _setup_host(session):
 @nox.session
 def bench(session):
     """Run scenarios/default.toml (or the scenario given after --) and write its report."""
-    session.install("-e", ".")
+    session.install("-e", ".[fleet]" if "--cluster" in session.posargs else ".")
     _setup_host(session)
     args = session.posargs or ["scenarios/default.toml"]
     # Exit 1 means some cells failed: they are recorded and shown in the report, which was
@@ -32,7 +32,7 @@ def bench(session):
 @nox.session
 def tests(session):
     """Unit tests on golden data, integration tests on the real engines, benchmarks."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,fleet]")
     _setup_host(session)
     session.run("pytest", *session.posargs)
 
@@ -41,7 +41,7 @@ def tests(session):
 def regress(session):
     """Run scenarios/regress.toml and gate it against this machine's baseline (exit 1 on
     regression). The first run becomes the baseline; `nox -s regress -- --promote` renews it."""
-    session.install("-e", ".")
+    session.install("-e", ".[fleet]" if "--cluster" in session.posargs else ".")
     _setup_host(session)
     session.run("cvbench", "regress", "scenarios/regress.toml", "--thresholds", "thresholds.toml",
                 *session.posargs)

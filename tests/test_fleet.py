@@ -1,0 +1,130 @@
+"""Fleets without a cluster: choosing hosts from what `ray.nodes()` really returned
+(tests/golden/ray_nodes.json: a local cluster of alpha, beta, a dead gamma, two nodes named
+by their shared IP and a plain worker), the fleet folder's bookkeeping, and the fleet
+report on a real two-host run (tests/golden/fleet_run: scenarios/fleet.toml on alpha and
+beta of a local cluster on this 2-core host)."""
+
+import json
+import shutil
+import sys
+
+import pytest
+
+from bench import cli, regress
+from bench.fleet.driver import Fleet, Host, choose_hosts
+from bench.fleet.host import _Tail
+from bench.report import build_report
+from bench.report.fleet import host_spread
+from bench.results import load_frame, read_environment, read_records
+from bench.scenario import load_scenario
+
+SCENARIO = "scenarios/fleet.toml"
+
+
+@pytest.fixture
+def nodes(golden):
+    return json.loads((golden / "ray_nodes.json").read_text())
+
+
+def test_every_live_benchmark_host_is_chosen_and_nodes_of_one_name_are_told_apart(nodes):
+    hosts = choose_hosts(nodes)
+    assert [h.name for h in hosts] == ["beta", "192.0.2.2-b17f70", "192.0.2.2-22abe7", "alpha"]
+    assert all(h.status == "waiting" for h in hosts)  # no dead gamma, no head, no plain worker
+    assert hosts[0].labels == {"pool": "b"}  # Ray's own ray.io/ labels left out
+
+
+def test_hosts_are_chosen_by_name_label_or_id_and_a_dead_or_unknown_one_is_unreachable(nodes):
+    by_label = choose_hosts(nodes, ["pool=a"])
+    assert [(h.name, h.status) for h in by_label] == [("alpha", "waiting")]  # gamma is dead
+    hosts = choose_hosts(nodes, ["beta", "gamma", "nosuch",
+                                 "22abe7c68df9b0832ad90866a48a54a02482febb76a549b839381e55"])
+    assert [(h.name, h.status) for h in hosts] == [
+        ("beta", "waiting"), ("gamma", "unreachable"), ("nosuch", "unreachable"),
+        ("192.0.2.2-22abe7", "waiting")]
+    assert hosts[1].reason == "its Ray node is dead"
+    assert "no benchmark host of the cluster is 'nosuch'" in hosts[2].reason
+    assert "alpha" in hosts[2].reason and "gamma" not in hosts[2].reason
+
+
+def test_without_ray_cluster_says_how_to_install_it_and_exits_2(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    out = tmp_path / "out"
+    assert cli.main(["run", SCENARIO, "--cluster", "127.0.0.1:6379", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "needs Ray" in err and "pip install 'cvbench[fleet]'" in err
+    assert not out.exists()
+
+
+def test_hosts_without_a_cluster_is_refused(capsys):
+    assert cli.main(["run", SCENARIO, "--hosts", "alpha"]) == 2
+    assert "pass --cluster" in capsys.readouterr().err
+
+
+def test_records_are_tagged_with_their_host_in_both_the_fleet_and_the_host_folder(tmp_path):
+    fleet = Fleet(load_scenario(SCENARIO), "unused", tmp_path)
+    host = Host("alpha", "id")
+    line = json.dumps({"run": "r", "metric": "startup.ready_s", "value": 0.5})
+    fleet._keep(host, [line, '{"torn'])
+    fleet.store.close()
+    fleet._stores["alpha"].close()
+    for folder in (tmp_path, tmp_path / "hosts" / "alpha"):
+        assert read_records(folder) == [{"run": "r", "metric": "startup.ready_s", "value": 0.5,
+                                         "host": "alpha", "schema": 1}]
+    assert host.records == 1
+
+
+def test_a_lost_host_keeps_its_records_and_fails_every_cell_with_the_reason(tmp_path):
+    fleet = Fleet(load_scenario(SCENARIO), "unused", tmp_path)
+    host = Host("beta", "id", status="running", run="20261129T000000Z-beta", records=7)
+    fleet._lost(host, "ActorDiedError: the node died")
+    fleet.store.close()
+    assert host.status == "lost" and host.reason == "lost after 7 records: ActorDiedError: the node died"
+    rows = read_records(tmp_path)
+    assert [(r["cell"], r["host"], r["run"], r["value"]) for r in rows] == [
+        ("noop@native", "beta", "20261129T000000Z-beta", None),
+        ("noop@runc", "beta", "20261129T000000Z-beta", None)]
+    assert all(r["error"] == "host beta lost mid-run: ActorDiedError: the node died" for r in rows)
+
+
+def test_a_torn_last_line_waits_until_it_is_whole(tmp_path):
+    path = tmp_path / "records.jsonl"
+    tail = _Tail(path)
+    assert tail.read() == []  # not there yet
+    path.write_text('{"a": 1}\n{"b"')
+    assert tail.read() == ['{"a": 1}']
+    with open(path, "a") as f:
+        f.write(': 2}\n')
+    assert tail.read() == ['{"b": 2}'] and tail.read() == []
+
+
+def test_each_fleet_host_has_a_baseline_of_its_own():
+    host = {"cpu_model": "x", "cpu_count": 2, "memory_bytes": 1, "kernel": "6", "hostname": "same"}
+    assert regress.machine_id(host, "alpha") != regress.machine_id(host, "beta")
+    assert regress.machine_id(host, "alpha").startswith("alpha-")
+
+
+@pytest.fixture
+def fleet_run(golden, tmp_path):
+    folder = tmp_path / "fleet"
+    shutil.copytree(golden / "fleet_run", folder)
+    return folder
+
+
+def test_the_fleet_report_shows_both_hosts_side_by_side(fleet_run):
+    page = build_report(fleet_run).read_text()
+    assert "cvbench fleet: fleet" in page and "on 2 hosts" in page
+    # the overhead matrix: runc over native on each host, pinned from the real run
+    assert "16.19×" in page and "11.02×" in page
+    assert (fleet_run / "figures" / "fleet_startup.png").stat().st_size > 10_000
+    assert "hosts/alpha/report.html" not in page  # no host folder here: no link to one
+
+
+def test_how_much_a_metric_varies_from_host_to_host(fleet_run):
+    frame = load_frame(fleet_run)
+    names = list(read_environment(fleet_run)["fleet"]["hosts"])
+    rows = {(r["cell"], r["metric"]): r for r in host_spread(frame, names)}
+    native = rows[("noop@native", "startup.ready_s")]
+    assert native["medians"] == ["28.0 ms", "37.0 ms"] and native["spread"] == "1.32×"
+    assert native["differ"] == "not shown (p = 0.13)"  # 3 values a host cannot show 32%
+    # PSS is sampled in some instances only: fewer than 3 values on a host are not judged
+    assert rows[("noop@native", "mem.pss_bytes")]["differ"].startswith("not judged")

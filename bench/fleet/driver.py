@@ -206,6 +206,14 @@ class Fleet:
 
     def _follow(self, ray, host: Host) -> None:
         """One host's run from its actor's start to its end, whatever ends it."""
+        try:
+            self._start_and_stream(ray, host)
+        except Exception as exc:  # a bug here must not leave the host "running" for ever
+            self._end(host, "failed", f"the driver failed to follow it: {exc!r}")
+            if actor := self._actors.get(host.name):
+                actor.stop.remote()
+
+    def _start_and_stream(self, ray, host: Host) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from bench.fleet.host import HostRun
@@ -252,6 +260,7 @@ class Fleet:
         elif kind == "environment":
             host.run = payload.get("run")
             self.environments[host.name] = payload
+            (self.out_dir / HOSTS / host.name).mkdir(parents=True, exist_ok=True)
             write_environment(self.out_dir / HOSTS / host.name, payload)
         elif kind == "exit":
             code, step = payload["code"], payload["step"]

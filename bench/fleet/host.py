@@ -25,9 +25,14 @@ STOP_GRACE_S = 120
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the actor's worker dies (its node killed, the
-    driver gone), which the run takes as an interrupt and cleans up after."""
+def as_a_plain_process() -> None:
+    """In the child before exec. A Ray worker blocks SIGINT and ignores SIGHUP and SIGQUIT,
+    and a child inherits both: undone, or stop() could not interrupt the run. And SIGTERM
+    when the actor's worker dies (its node killed, the driver gone), which the run takes
+    as an interrupt and cleans up after."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
@@ -82,7 +87,7 @@ class HostRun:
             # machine (a test cluster) never share a run id or instance names
             self.process = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                preexec_fn=die_with_parent, env={**os.environ, "CVBENCH_FLEET_HOST": self.host})
+                preexec_fn=as_a_plain_process, env={**os.environ, "CVBENCH_FLEET_HOST": self.host})
         reader = threading.Thread(target=_read_lines, args=(self.process.stdout, lines), daemon=True)
         reader.start()
         records, environment = _Tail(out / RECORDS), _Changes(out / ENVIRONMENT)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import queue
 import shutil
 import signal
 import subprocess
@@ -26,14 +25,30 @@ PR_SET_PDEATHSIG = 1
 
 
 def as_a_plain_process() -> None:
-    """In the child before exec. A Ray worker blocks SIGINT and ignores SIGHUP and SIGQUIT,
-    and a child inherits both: undone, or stop() could not interrupt the run. And SIGTERM
-    when the actor's worker dies (its node killed, the driver gone), which the run takes
-    as an interrupt and cleans up after."""
+    """In the guard before exec. A Ray worker blocks SIGINT and ignores SIGHUP and SIGQUIT,
+    and a child inherits both: undone, or stop() could not interrupt the run."""
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_DFL)
+    _terminate_with_parent()
+
+
+def _terminate_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def guard(command: list[str]) -> int:
+    """The process between the actor's worker and the run (python -m bench.fleet.host CMD).
+    When a worker exits, Ray SIGKILLs its direct children, which would leave the run's
+    instances behind; the run, a grandchild, gets SIGTERM instead when the guard dies (or
+    the guard passes on the SIGTERM it gets when the worker dies), and cleans up. Ctrl-C
+    (stop) is passed on too."""
+    # a session of its own: a kill of the worker's process group (a node torn down) spares it
+    run = subprocess.Popen(command, preexec_fn=_terminate_with_parent, start_new_session=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: run.send_signal(signum))
+    code = run.wait()
+    return 128 - code if code < 0 else code  # killed by a signal: as a shell says it
 
 
 class HostRun:
@@ -63,9 +78,10 @@ class HostRun:
             setup = [sys.executable, "-m", "bench.hostsetup"]
             run = [sys.executable, "-m", "bench.cli", "run", str(scenario), "--out", str(out),
                    "--no-report", *run_args]
-            step, code = "setup", (yield from self._follow(setup, out))
+            console = _Tail(scratch / "console.log")
+            step, code = "setup", (yield from self._follow(setup, out, console))
             if code == 0 and not self.stopping:
-                step, code = "run", (yield from self._follow(run, out))
+                step, code = "run", (yield from self._follow(run, out, console))
             yield "exit", {"code": code, "step": step}
         finally:
             self._end()
@@ -78,18 +94,19 @@ class HostRun:
             if self.process and self.process.poll() is None:
                 self.process.send_signal(signal.SIGINT)
 
-    def _follow(self, command: list[str], out: Path):
-        lines: queue.Queue[str | None] = queue.Queue()
+    def _follow(self, command: list[str], out: Path, console: "_Tail"):
         with self._lock:
             if self.stopping:
                 return 130
+            # The console goes to a file, not a pipe: a run whose actor died still cleans
+            # up, and a pipe with no reader would break its last words.
             # CVBENCH_FLEET_HOST names the run after the fleet's host: two hosts on one
-            # machine (a test cluster) never share a run id or instance names
-            self.process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                preexec_fn=as_a_plain_process, env={**os.environ, "CVBENCH_FLEET_HOST": self.host})
-        reader = threading.Thread(target=_read_lines, args=(self.process.stdout, lines), daemon=True)
-        reader.start()
+            # machine (a test cluster) never share a run id or instance names.
+            with open(console.path, "a") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "bench.fleet.host", *command], stdout=log,
+                    stderr=subprocess.STDOUT, preexec_fn=as_a_plain_process,
+                    env={**os.environ, "CVBENCH_FLEET_HOST": self.host})
         records, environment = _Tail(out / RECORDS), _Changes(out / ENVIRONMENT)
         while True:
             finished = self.process.poll() is not None
@@ -97,12 +114,9 @@ class HostRun:
                 yield "records", new
             if (env := environment.read()) is not None:
                 yield "environment", env
-            if console := _drain(lines):
-                yield "lines", console
+            if lines := console.read():
+                yield "lines", lines
             if finished:
-                reader.join(timeout=5)
-                if console := _drain(lines):
-                    yield "lines", console
                 return self.process.returncode
             time.sleep(POLL_S)
 
@@ -117,23 +131,6 @@ class HostRun:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def _read_lines(stream, lines: queue.Queue) -> None:
-    for line in stream:
-        lines.put(line.rstrip("\n"))
-    lines.put(None)
-
-
-def _drain(lines: queue.Queue) -> list[str]:
-    out = []
-    while True:
-        try:
-            line = lines.get_nowait()
-        except queue.Empty:
-            return out
-        if line is not None:
-            out.append(line)
 
 
 class _Tail:
@@ -170,3 +167,7 @@ class _Changes:
             return None
         self.seen = text
         return data
+
+
+if __name__ == "__main__":
+    sys.exit(guard(sys.argv[1:]))

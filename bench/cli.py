@@ -56,6 +56,10 @@ def compare_runs(base: Path, new: Path, thresholds=None, markdown=None, json_out
         if not (Path(folder) / "records.jsonl").exists():
             raise UserError(f"{folder}: no records.jsonl here", fix="pass folders written by cvbench run")
     base_env, new_env = read_environment(base), read_environment(new)
+    for folder, environment in ((base, base_env), (new, new_env)):
+        if "fleet" in environment:  # one gate per host: cvbench regress --cluster
+            raise UserError(f"{folder} holds a fleet's run: the hosts' numbers are not one sample",
+                            fix=f"compare one host's folders, e.g. {Path(folder) / 'hosts' / 'NAME'}")
     why_not = compare.refusal(base_env, new_env)
     if why_not and not force:
         raise UserError(f"refusing to compare {base} and {new}: {why_not}",

@@ -128,3 +128,9 @@ def test_how_much_a_metric_varies_from_host_to_host(fleet_run):
     assert native["differ"] == "not shown (p = 0.13)"  # 3 values a host cannot show 32%
     # PSS is sampled in some instances only: fewer than 3 values on a host are not judged
     assert rows[("noop@native", "mem.pss_bytes")]["differ"].startswith("not judged")
+
+
+def test_a_fleet_folder_is_compared_host_by_host_not_as_one_sample(fleet_run, capsys):
+    assert cli.main(["compare", str(fleet_run), str(fleet_run)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a fleet's run" in err and f"{fleet_run}/hosts/NAME" in err

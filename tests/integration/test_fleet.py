@@ -100,6 +100,25 @@ def test_a_scenario_runs_on_every_host_and_lands_in_one_folder(fleet_run):
     assert wait_for_leftovers_gone(host_runs(out).values(), timeout=5) == []
 
 
+def test_a_missing_host_and_an_unusable_runtime_are_recorded_and_the_rest_runs(cluster, tmp_path):
+    scenario = tmp_path / "partial.toml"
+    scenario.write_text('name = "partial"\nreps = 1\nwarmup = 0\n[runtimes.native]\nkind = "native"\n'
+                        '[runtimes.nosuch]\nkind = "docker"\noci_runtime = "nosuch"\n[workloads.noop]\n')
+    out = tmp_path / "run"
+    result = cvbench("run", scenario, "--cluster", cluster.address, "--hosts", "alpha,gamma",
+                     "--out", out, timeout=300)
+    print(result.stdout[-3000:], result.stderr[-2000:])
+    assert result.returncode == 2  # a host and a runtime could not run: as on one machine
+    hosts = read_environment(out)["fleet"]["hosts"]
+    assert hosts["gamma"]["status"] == "unreachable"
+    assert "no benchmark host of the cluster is 'gamma' (hosts: " in hosts["gamma"]["reason"]
+    assert hosts["alpha"]["status"] == "done" and hosts["alpha"]["exit_code"] == 2
+    rows = {r["runtime"]: r for r in records(out) if r["metric"] == "startup.ready_s"}
+    assert rows["native"]["value"] > 0 and rows["native"]["host"] == "alpha"
+    assert rows["nosuch"]["value"] is None and "nosuch" in rows["nosuch"]["error"]
+    assert not (out / "hosts" / "gamma").exists()
+
+
 def test_regress_gates_each_host_against_its_own_baseline_and_names_the_one_that_regressed(
         cluster, tmp_path):
     # 8 repetitions: with 3 a side no change can reach the gate's significance

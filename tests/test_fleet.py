@@ -134,3 +134,11 @@ def test_a_fleet_folder_is_compared_host_by_host_not_as_one_sample(fleet_run, ca
     assert cli.main(["compare", str(fleet_run), str(fleet_run)]) == 2
     err = capsys.readouterr().err
     assert "holds a fleet's run" in err and f"{fleet_run}/hosts/NAME" in err
+
+
+def test_a_cluster_that_takes_no_connection_fails_at_once_and_makes_no_folder(tmp_path, capsys):
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    assert cli.main(["run", SCENARIO, "--cluster", "127.0.0.1:1", "--out", str(out)]) == 2
+    assert "cannot reach the Ray cluster at 127.0.0.1:1: Connection refused" in capsys.readouterr().err
+    assert not out.exists()

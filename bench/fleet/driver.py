@@ -15,6 +15,7 @@ What crosses the network is records and console lines, never images.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import time
@@ -96,6 +97,20 @@ def choose_hosts(nodes: list[dict], wanted: list[str] | None = None) -> list[Hos
     return list(chosen.values())
 
 
+def reachable(address: str, timeout_s: float = 10) -> None:
+    """A HOST:PORT that takes no connection fails here at once; Ray itself would retry it
+    for minutes. Other forms (auto, ray://) are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "/" in host:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}",
+                        fix="pass the head's address as ray start --head printed it (HOST:6379), "
+                            "and check this machine can reach it") from None
+
+
 class Fleet:
     """One fleet run: the driver's side."""
 
@@ -167,6 +182,7 @@ class Fleet:
     # -- Ray --------------------------------------------------------------------------------
 
     def _connect(self, ray) -> None:
+        reachable(self.address)
         try:
             ray.init(address=self.address, log_to_driver=False, logging_level="ERROR",
                      configure_logging=False)

@@ -53,7 +53,7 @@ def startup_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     # best, and a panel per workload of a long scenario would not fit
     workloads = in_order(rows["workload"])
     workloads = with_role(workloads, *STARTUP_ROLES) or workloads[:MAX_PANELS]
-    fig, axes = _figure(len(workloads))
+    fig, axes = new_figure(len(workloads))
     for ax, workload in zip(axes, workloads):
         runtimes, groups = _groups(rows[rows["workload"] == workload], in_order(frame["runtime"]))
         _box_with_points(ax, groups)
@@ -84,7 +84,7 @@ def phases_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     fig = Figure(figsize=(SIZE[0], height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(runtimes), 1, squeeze=False)[:, 0]
-    colours = dict(zip(labels, _colours(len(labels))))
+    colours = dict(zip(labels, palette(len(labels))))
     legend: dict[str, object] = {}
     for ax, runtime in zip(axes, runtimes):
         mine = rows[rows["runtime"] == runtime]
@@ -123,7 +123,7 @@ def waterfall_figure(frame: pd.DataFrame, path: Path, environment: dict | None =
     fig = Figure(figsize=(SIZE[0], height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(found), 1, squeeze=False)[:, 0]
-    colours = dict(zip(waterfall.LAYERS, _colours(len(waterfall.LAYERS))))
+    colours = dict(zip(waterfall.LAYERS, palette(len(waterfall.LAYERS))))
     legend: dict[str, object] = {}
     for ax, row in zip(axes, found):
         left = 0.0
@@ -176,7 +176,7 @@ def memory_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     rows = measured(frame)
     rows = rows[rows["workload"] == workload]
     emulated = emulated_runtimes(frame)
-    fig, axes = _figure(len(MEMORY_VIEWS), sharey=True)
+    fig, axes = new_figure(len(MEMORY_VIEWS), sharey=True)
     for ax, metric in zip(axes, MEMORY_VIEWS):
         runtimes, groups = _groups(rows[rows["metric"] == metric], in_order(frame["runtime"]))
         if groups:
@@ -205,9 +205,9 @@ def cpu_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     labels = [runtime_label(r, emulated) if len(workloads) == 1
               else f"{w}@{runtime_label(r, emulated)}" for w, r in cells]
     has_baseline = any(r == baseline for _, r in cells)
-    fig, axes = _figure(2 if has_baseline else 1)
+    fig, axes = new_figure(2 if has_baseline else 1)
     _bars_with_ci(axes[0], values)
-    _ticks(axes[0], labels)
+    label_ticks(axes[0], labels)
     axes[0].set_ylabel("events per second (1/s)")
     axes[0].set_title("throughput, median and 95% CI")
     if has_baseline:
@@ -224,7 +224,7 @@ def cpu_figure(frame: pd.DataFrame, path: Path) -> Path | None:
 # -- drawing helpers ------------------------------------------------------------------
 
 
-def _figure(panels: int, sharey: bool = False):
+def new_figure(panels: int, sharey: bool = False):
     fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, panels, sharey=sharey, squeeze=False)[0]
@@ -294,7 +294,7 @@ def _ratio_panel(ax, ratios: list[stats.Ratio], labels: list[str]) -> None:
                 fmt="o", color="tab:blue", ecolor="black", capsize=5)
     ax.axhline(1.0, linestyle="--", color="grey", label="native")
     ax.margins(x=0.2)
-    _ticks(ax, labels)
+    label_ticks(ax, labels)
     ax.set_ylabel("ratio to native (1 = as native)")
     ax.set_title("ratio of medians to native, 95% CI")
 
@@ -322,10 +322,10 @@ def log_axis(ax) -> None:
 
 
 def _runtime_ticks(ax, runtimes: list[str], emulated: set[str]) -> None:
-    _ticks(ax, [runtime_label(r, emulated) for r in runtimes])
+    label_ticks(ax, [runtime_label(r, emulated) for r in runtimes])
 
 
-def _ticks(ax, labels: list[str]) -> None:
+def label_ticks(ax, labels: list[str]) -> None:
     # A panel is a fraction of the figure's width: slant labels before they collide
     panels = len(ax.figure.axes)
     long = sum(len(label) + 2 for label in labels) * panels > 60
@@ -333,7 +333,7 @@ def _ticks(ax, labels: list[str]) -> None:
                   ha="right" if long else "center")
 
 
-def _colours(n: int) -> list:
+def palette(n: int) -> list:
     from matplotlib import colormaps
 
     return [colormaps["tab10"](i) for i in range(n)]
@@ -354,7 +354,7 @@ def workload_figure(frame: pd.DataFrame, workload: str, metric: str, path: Path)
     baseline = baseline_runtime(frame)
     runtimes, groups = _groups(rows, in_order(frame["runtime"]))
     has_baseline = baseline in runtimes and len(runtimes) > 1
-    fig, axes = _figure(2 if has_baseline else 1)
+    fig, axes = new_figure(2 if has_baseline else 1)
     _bars_with_ci(axes[0], groups)
     _runtime_ticks(axes[0], runtimes, emulated)
     medians = [np.median(g) for g in groups]

@@ -38,7 +38,7 @@ def is_fleet(environment: dict) -> bool:
 
 
 def build_fleet_report(directory: Path) -> Path:
-    from bench.report.html import _utc, host_rows
+    from bench.report.html import utc_text, host_rows
 
     directory = Path(directory)
     environment = read_environment(directory)
@@ -53,7 +53,7 @@ def build_fleet_report(directory: Path) -> Path:
     properties = [p for p, _ in host_rows({}) if p != "scenario file"]
     context = {
         "run": fleet["run"], "scenario": environment.get("scenario"),
-        "started": _utc(fleet.get("started")), "finished": _utc(fleet.get("finished")),
+        "started": utc_text(fleet.get("started")), "finished": utc_text(fleet.get("finished")),
         "interrupted": fleet.get("interrupted"), "records": len(frame),
         "hosts": [{"name": n, **fleet["hosts"][n],
                    "report": (directory / "hosts" / n / REPORT).exists()} for n in names],
@@ -148,9 +148,9 @@ def spread_figure(frame: pd.DataFrame, names: list[str], path: Path) -> dict | N
     cells = in_order(rows["cell"])
     if rows.empty or len(names) < 1:
         return None
-    fig, (ax,) = figures._figure(1)
+    fig, (ax,) = figures.new_figure(1)
     width = 0.8 / len(names)
-    for i, (name, colour) in enumerate(zip(names, figures._colours(len(names)))):
+    for i, (name, colour) in enumerate(zip(names, figures.palette(len(names)))):
         summaries = [stats.summary(rows.loc[(rows["cell"] == c) & (rows["host"] == name), "value"])
                      for c in cells]
         positions = np.arange(len(cells)) + (i - (len(names) - 1) / 2) * width
@@ -160,7 +160,7 @@ def spread_figure(frame: pd.DataFrame, names: list[str], path: Path) -> dict | N
     medians = rows.groupby("cell")["value"].median()
     if len(medians) > 1 and medians.max() > 10 * medians.min():
         figures.log_axis(ax)
-    figures._ticks(ax, cells)
+    figures.label_ticks(ax, cells)
     ax.set_ylabel("launch to READY (s)")
     ax.set_title("Median READY per cell and host, 95% CI")
     figures.tidy(ax)

@@ -206,8 +206,8 @@ def lab_context(environment: dict) -> dict | None:
 def run_status(frame: pd.DataFrame, environment: dict) -> dict:
     warmups = frame[frame["warmup"].eq(True)]
     return {
-        "started": _utc(environment.get("started")),
-        "finished": _utc(environment.get("finished")),
+        "started": utc_text(environment.get("started")),
+        "finished": utc_text(environment.get("finished")),
         "interrupted": bool(environment.get("interrupted")),
         "quick": bool(environment.get("quick")),
         "records": len(frame),
@@ -433,7 +433,7 @@ def _setting(value) -> str:
     return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
-def _utc(timestamp) -> str | None:
+def utc_text(timestamp) -> str | None:
     if timestamp is None:
         return None
     moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)

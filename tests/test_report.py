@@ -249,3 +249,14 @@ def test_a_density_run_shows_its_section_not_an_empty_summary(golden, tmp_path):
     assert re.search(r"Finding:</strong> per idle instance the host paid \(PSS\) .* for qemu "
                      r"\(emulated\) \(N=4\)", text)
     assert (target / "figures" / "density.png").stat().st_size > 10_000
+
+
+def test_the_contents_list_every_section_once_with_an_anchor_of_its_own():
+    from bench.report.contents import with_contents
+
+    page = with_contents("<h1>x</h1>\n<!-- contents -->\n<h2>Claims</h2><h2>Figures &amp; more</h2>"
+                         "<h2>Claims</h2>")
+    assert '<h2 id="claims">' in page and '<h2 id="claims-2">' in page
+    assert '<h2 id="figures-more">Figures &amp; more</h2>' in page
+    assert ('<nav class="toc"><strong>Contents:</strong> <a href="#claims">Claims</a> · '
+            '<a href="#figures-more">Figures &amp; more</a> · <a href="#claims-2">Claims</a></nav>') in page

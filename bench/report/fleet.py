@@ -15,6 +15,7 @@ from scipy.stats import kruskal
 from bench import stats, units
 from bench.metrics import key_metrics, lookup
 from bench.report import figures, overhead, verdicts
+from bench.report.contents import with_contents
 from bench.report.data import (
     baseline_runtime,
     complete,
@@ -68,7 +69,7 @@ def build_fleet_report(directory: Path) -> Path:
     template = Environment(loader=FileSystemLoader(TEMPLATES),
                            autoescape=select_autoescape(["html"])).get_template("fleet.html")
     path = directory / REPORT
-    path.write_text(template.render(names=names, **context), encoding="utf-8")
+    path.write_text(with_contents(template.render(names=names, **context)), encoding="utf-8")
     return path
 
 

@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from bench import stats, units
 from bench.metrics import key_metrics, lookup
 from bench.report import figures, overhead, published, sharing, verdicts, waterfall
+from bench.report.contents import with_contents
 from bench.report.data import (
     baseline_runtime,
     complete,
@@ -92,7 +93,7 @@ def build_report(directory: Path) -> Path:
     context["waterfall"] = waterfall_rows(alone, environment)
     template = Environment(loader=FileSystemLoader(TEMPLATES),
                            autoescape=select_autoescape(["html"])).get_template(REPORT)
-    page = template.render(**context)
+    page = with_contents(template.render(**context))
     path = directory / REPORT
     path.write_text(page, encoding="utf-8")
     return path

@@ -21,8 +21,10 @@ def _setup_host(session):
 @nox.session
 def bench(session):
     """Run scenarios/default.toml (or the scenario given after --) and write its report."""
-    session.install("-e", ".[fleet]" if "--cluster" in session.posargs else ".")
-    _setup_host(session)
+    fleet = "--cluster" in session.posargs
+    session.install("-e", ".[fleet]" if fleet else ".")
+    if not fleet:  # a fleet's hosts set themselves up; the driver runs nothing
+        _setup_host(session)
     args = session.posargs or ["scenarios/default.toml"]
     # Exit 1 means some cells failed: they are recorded and shown in the report, which was
     # still written; only a run that could not happen (2) or was interrupted fails here.
@@ -41,8 +43,10 @@ def tests(session):
 def regress(session):
     """Run scenarios/regress.toml and gate it against this machine's baseline (exit 1 on
     regression). The first run becomes the baseline; `nox -s regress -- --promote` renews it."""
-    session.install("-e", ".[fleet]" if "--cluster" in session.posargs else ".")
-    _setup_host(session)
+    fleet = "--cluster" in session.posargs
+    session.install("-e", ".[fleet]" if fleet else ".")
+    if not fleet:
+        _setup_host(session)
     session.run("cvbench", "regress", "scenarios/regress.toml", "--thresholds", "thresholds.toml",
                 *session.posargs)
 

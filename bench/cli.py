@@ -113,8 +113,9 @@ def cmd_regress(args) -> int:
     if args.promote_run:
         if not (Path(args.promote_run) / "records.jsonl").exists():
             raise UserError(f"{args.promote_run}: no records.jsonl here",
-                            fix="pass a folder written by cvbench run")
-        target = regress.promote(Path(args.promote_run), scenario.name, args.store)
+                            fix="pass a folder written by cvbench run, or a fleet's DIR/hosts/NAME")
+        target = regress.promote(Path(args.promote_run), scenario.name, args.store,
+                                 regress.machine_of_run(Path(args.promote_run)))
         print(f"promoted {args.promote_run} by hand to {target}")
         return 0
     if args.cluster:
@@ -133,7 +134,6 @@ def regress_fleet(args, scenario) -> int:
     the summary names the hosts that regressed."""
     from bench import regress
     from bench.fleet.driver import HOSTS
-    from bench.results import read_environment
 
     fleet = fleet_of(args, scenario)
     code = fleet.run()
@@ -142,12 +142,16 @@ def regress_fleet(args, scenario) -> int:
     outcomes = {}
     for host in fleet.hosts:
         run_dir = fleet.out_dir / HOSTS / host.name
-        if host.status != "done":
-            outcomes[host.name] = (max(code, 1), f"not gated: {host.status} ({host.reason})")
+        if host.status != "done" or host.exit_code not in (0, 1):  # as one machine's regress
+            outcomes[host.name] = (max(code, 1), f"not gated: {host.status}, exit {host.exit_code} "
+                                                 f"({host.reason})")
             continue
         print(f"\n== {host.name} ==")
-        machine = regress.machine_id(read_environment(run_dir)["host"], host.name)
-        outcomes[host.name] = gate(run_dir, host.exit_code, scenario.name, args, machine)
+        try:
+            outcomes[host.name] = gate(run_dir, host.exit_code, scenario.name, args,
+                                       regress.machine_of_run(run_dir))
+        except UserError as exc:  # one host's refusal (another image, say) leaves the others
+            outcomes[host.name] = (2, f"not gated: {exc}")
     print("\nfleet gate:")
     for name, (_, what) in outcomes.items():
         print(f"  {name}: {what}")

@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+from bench.errors import UserError
 from bench.results import ENVIRONMENT, RECORDS, host_environment
 
 STORE = Path(".benchmarks") / "cvbench"
@@ -25,6 +26,20 @@ def machine_id(host: dict | None = None, name: str | None = None) -> str:
     host = host or host_environment()
     fingerprint = f"{host['cpu_model']}|{host['cpu_count']}|{host['memory_bytes']}|{host['kernel']}"
     return f"{name or host['hostname']}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:8]}"
+
+
+def machine_of_run(run_dir: Path) -> str | None:
+    """The machine a run's baseline belongs to: a fleet host's run names it by its records'
+    host and its own environment; None for a run of this machine."""
+    from bench.results import read_environment, read_records
+
+    hosts = {r.get("host") for r in read_records(run_dir)} - {None}
+    if not hosts:
+        return None
+    if len(hosts) > 1:
+        raise UserError(f"{run_dir} holds the records of {len(hosts)} fleet hosts",
+                        fix="pass one host's folder, DIR/hosts/NAME")
+    return machine_id(read_environment(run_dir)["host"], hosts.pop())
 
 
 def baseline_dir(scenario_name: str, store: Path = STORE, machine: str | None = None) -> Path:

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from bench import cli, regress
+from bench.errors import UserError
 from bench.fleet.driver import Fleet, Host, choose_hosts
 from bench.fleet.host import _Tail
 from bench.report import build_report
@@ -73,17 +74,89 @@ def test_records_are_tagged_with_their_host_in_both_the_fleet_and_the_host_folde
     assert host.records == 1
 
 
-def test_a_lost_host_keeps_its_records_and_fails_every_cell_with_the_reason(tmp_path):
-    fleet = Fleet(load_scenario(SCENARIO), "unused", tmp_path)
-    host = Host("beta", "id", status="running", run="20261129T000000Z-beta", records=7)
-    fleet._lost(host, "ActorDiedError: the node died")
+def record_line(cell: str, value=0.5) -> str:
+    return json.dumps({"run": "20261129T000000Z-beta", "cell": cell, "metric": "startup.ready_s",
+                       "value": value})
+
+
+def closed(fleet: Fleet) -> list[dict]:
     fleet.store.close()
-    assert host.status == "lost" and host.reason == "lost after 7 records: ActorDiedError: the node died"
-    rows = read_records(tmp_path)
-    assert [(r["cell"], r["host"], r["run"], r["value"]) for r in rows] == [
-        ("noop@native", "beta", "20261129T000000Z-beta", None),
-        ("noop@runc", "beta", "20261129T000000Z-beta", None)]
-    assert all(r["error"] == "host beta lost mid-run: ActorDiedError: the node died" for r in rows)
+    return read_records(fleet.out_dir)
+
+
+def test_a_lost_host_keeps_its_records_and_fails_the_cell_in_progress_and_those_never_reached(tmp_path):
+    fleet = Fleet(load_scenario(SCENARIO), "unused", tmp_path)
+    host = Host("beta", "id", status="running", run="20261129T000000Z-beta")
+    fleet._keep(host, [record_line("noop@native"), record_line("noop@runc"), record_line("noop@native")])
+    fleet._lost(host, "ActorDiedError: the node died")
+    assert host.status == "lost" and host.reason == "lost after 3 records: ActorDiedError: the node died"
+    rows = closed(fleet)
+    assert [r["value"] for r in rows[:3]] == [0.5, 0.5, 0.5]  # what it sent is kept
+    assert [(r["cell"], r["host"], r["run"], r["value"], r["error"]) for r in rows[3:]] == [
+        ("noop@native", "beta", "20261129T000000Z-beta", None,
+         "host beta lost mid-run: ActorDiedError: the node died")]  # runc had finished a rep since
+
+    fleet = Fleet(load_scenario(SCENARIO), "unused", tmp_path / "2")
+    host = Host("beta", "id", status="running")
+    fleet._keep(host, [record_line("noop@native")])
+    fleet._lost(host, "gone")
+    assert [r["cell"] for r in closed(fleet) if r["value"] is None] == ["noop@native", "noop@runc"]
+
+
+def test_a_host_whose_stream_breaks_after_ctrl_c_was_interrupted_not_lost(tmp_path):
+    fleet = Fleet(load_scenario(SCENARIO), "unused", tmp_path)
+    fleet.interrupted = True
+    host = Host("beta", "id", status="running")
+    fleet._keep(host, [record_line("noop@native")])
+    fleet._lost(host, "ActorDiedError: killed")
+    assert host.status == "interrupted" and "after Ctrl-C" in host.reason
+    assert [r["value"] for r in closed(fleet)] == [0.5]  # no failure records
+
+
+@pytest.mark.parametrize("payload, records, status, reason, failed_cells", [
+    ({"code": 0, "step": "run"}, 1, "done", "", 0),
+    ({"code": 1, "step": "run"}, 1, "done", "some cells failed", 0),
+    ({"code": 130, "step": "run"}, 1, "interrupted", "stopped by Ctrl-C on the driver", 0),
+    ({"code": 130, "step": "setup"}, 0, "interrupted", "stopped by Ctrl-C on the driver", 0),
+    ({"code": 1, "step": "setup"}, 0, "failed", "host setup (python -m bench.hostsetup) exited 1", 0),
+    ({"code": 2, "step": "run"}, 0, "failed", "its run could not start: see its lines above", 2),
+])
+def test_how_a_host_ended_follows_its_exit(tmp_path, payload, records, status, reason, failed_cells):
+    fleet = Fleet(load_scenario(SCENARIO), "unused", tmp_path)
+    host = Host("alpha", "id", status="running")
+    fleet._keep(host, [record_line("noop@native")] * records)
+    fleet._take(host, "exit", payload)
+    assert (host.status, host.reason, host.exit_code) == (status, reason, payload["code"])
+    assert sum(r["value"] is None for r in (closed(fleet) if fleet.store.count else [])) == failed_cells
+
+
+def test_a_restarted_host_keeps_its_name_and_odd_names_become_folder_names(nodes):
+    beta = next(n for n in nodes if n["NodeName"] == "beta")
+    dead_beta = {**beta, "NodeID": "ff" + beta["NodeID"][2:], "Alive": False, "Resources": {}}
+    odd = {**beta, "NodeID": "ee" + beta["NodeID"][2:], "NodeName": "../rack 7#b"}
+    hosts = choose_hosts([dead_beta, *nodes, odd])
+    assert "beta" in [h.name for h in hosts] and "rack-7-b" in [h.name for h in hosts]
+    assert [h.node_id for h in choose_hosts([dead_beta, *nodes], ["beta"])] == [beta["NodeID"]]
+
+
+def test_the_fleet_run_id_is_the_time_and_fleet(tmp_path, monkeypatch):
+    import re
+
+    monkeypatch.setattr("socket.gethostname", lambda: "ci-runner-7.example")
+    assert re.fullmatch(r"\d{8}T\d{6}Z-fleet", Fleet(load_scenario(SCENARIO), "x", tmp_path).run_id)
+
+
+def test_a_fleet_hosts_folder_is_promoted_as_that_hosts_baseline(fleet_run, golden, tmp_path):
+    host_dir = tmp_path / "alpha"
+    host_dir.mkdir()
+    rows = [r for r in read_records(fleet_run) if r["host"] == "alpha"]
+    (host_dir / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    environment = read_environment(fleet_run)["hosts"]["alpha"]
+    (host_dir / "environment.json").write_text(json.dumps(environment))
+    assert regress.machine_of_run(host_dir) == regress.machine_id(environment["host"], "alpha")
+    with pytest.raises(UserError, match="holds the records of 2 fleet hosts"):
+        regress.machine_of_run(fleet_run)
+    assert regress.machine_of_run(golden / "run_smoke") is None  # a run of this machine
 
 
 def test_a_torn_last_line_waits_until_it_is_whole(tmp_path):

@@ -15,6 +15,7 @@ What crosses the network is records and console lines, never images.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 import threading
@@ -48,9 +49,10 @@ class Host:
     exit_code: int | None = None
     records: int = 0
     run: str | None = None
+    cells: list[str] = field(default_factory=list)  # the cells it sent records of, in order
 
     def summary(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "name"}
+        return {k: v for k, v in asdict(self).items() if k not in ("name", "cells")}
 
 
 def import_ray():
@@ -67,9 +69,11 @@ def choose_hosts(nodes: list[dict], wanted: list[str] | None = None) -> list[Hos
     them; with wanted, those it names (a node name, a label key=value, or a node id), and
     each wanted one that is dead or missing as unreachable, with why."""
     benchmark = [n for n in nodes if RESOURCE in (n.get("Resources") or {}) or not n.get("Alive")]
-    names = [n.get("NodeName") or n["NodeID"][:12] for n in benchmark]
-    # nodes that share a name (several on one machine) are told apart by their id
-    unique = [name if names.count(name) == 1 else f"{name}-{n['NodeID'][:6]}"
+    names = [_safe(n.get("NodeName") or n["NodeID"][:12]) for n in benchmark]
+    live = [name for name, n in zip(names, benchmark) if n.get("Alive")]
+    # live nodes that share a name (several on one machine) are told apart by their id; a
+    # dead node of the same name (a host restarted) leaves its name alone
+    unique = [f"{name}-{n['NodeID'][:6]}" if n.get("Alive") and live.count(name) > 1 else name
               for name, n in zip(names, benchmark)]
 
     def host(name, node):
@@ -97,6 +101,11 @@ def choose_hosts(nodes: list[dict], wanted: list[str] | None = None) -> list[Hos
     return list(chosen.values())
 
 
+def _safe(name: str) -> str:
+    """A host's name as a folder name and in links: no path, no fragment."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "host"
+
+
 def reachable(address: str, timeout_s: float = 10) -> None:
     """A HOST:PORT that takes no connection fails here at once; Ray itself would retry it
     for minutes. Other forms (auto, ray://) are left to Ray."""
@@ -120,7 +129,7 @@ class Fleet:
 
         self.scenario, self.address, self.wanted = scenario, address, wanted
         self.run_args = list(run_args)
-        self.run_id = new_run_id().rsplit("-", 1)[0] + "-fleet"
+        self.run_id = new_run_id().split("-", 1)[0] + "-fleet"
         self.out_dir = Path(out_dir or Path("results") / self.run_id)
         self.make_report = report
         self.hosts: list[Host] = []
@@ -157,7 +166,6 @@ class Fleet:
                 try:
                     self._run_all(ray)
                 except KeyboardInterrupt:
-                    self.interrupted = True
                     self._stop_all(ray)
         finally:
             self.store.close()
@@ -192,11 +200,12 @@ class Fleet:
                                 "(HOST:6379), and check the driver can reach it") from None
 
     def _run_all(self, ray) -> None:
-        self._threads = {host.name: threading.Thread(target=self._follow, args=(ray, host), daemon=True)
-                         for host in self.hosts if host.status == "waiting"}
-        for thread in self._threads.values():
-            thread.start()
-        for thread in self._threads.values():
+        for host in self.hosts:
+            if host.status == "waiting":
+                thread = threading.Thread(target=self._follow, args=(ray, host), daemon=True)
+                self._threads[host.name] = thread
+                thread.start()
+        for thread in list(self._threads.values()):
             while thread.is_alive():
                 thread.join(timeout=0.5)  # a bare join would hold off Ctrl-C
 
@@ -205,20 +214,20 @@ class Fleet:
         ended; a host that does not within STOP_S is killed (its run dies with it)."""
         self._say(None, f"interrupted: stopping every host's run (up to {STOP_S} s to clean up)")
         with self._lock:
+            self.interrupted = True  # from now on a host whose stream breaks was interrupted
             actors = dict(self._actors)
         for actor in actors.values():
             actor.stop.remote()
         deadline = time.monotonic() + STOP_S
-        for thread in self._threads.values():
-            try:
+        try:
+            for thread in list(self._threads.values()):
                 thread.join(max(0.0, deadline - time.monotonic()))
-            except KeyboardInterrupt:  # a second Ctrl-C: kill them now
-                break
-        for name, actor in actors.items():
-            ray.kill(actor)
-            host = self._host(name)
-            if host.status == "running":
-                host.status, host.reason = "interrupted", "killed: did not stop in time"
+        except KeyboardInterrupt:  # a second Ctrl-C: kill them now
+            pass
+        for actor in actors.values():
+            ray.kill(actor)  # its worker's death stops the host's run (host.guard)
+        for thread in list(self._threads.values()):
+            thread.join(timeout=10)  # each one says how its host ended before the stores close
 
     def _follow(self, ray, host: Host) -> None:
         """One host's run from its actor's start to its end, whatever ends it."""
@@ -252,7 +261,7 @@ class Fleet:
             ray.kill(actor)
             return self._end(host, "failed", f"it has cvbench {environment.get('cvbench')}, the driver "
                              f"{__version__}: install the same version on every host")
-        self.environments[host.name] = environment
+        self.environments[host.name] = {"host": environment}  # until its run writes its own
         host.status = "running"
         try:
             stream = actor.run.options(num_returns="streaming").remote(
@@ -295,9 +304,15 @@ class Fleet:
         tagged = []
         for line in lines:
             try:
-                tagged.append(json.dumps({**json.loads(line), "host": host.name}))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 self._say(host, f"skipped a record line that is not JSON: {line[:80]!r}")
+                continue
+            tagged.append(json.dumps({**row, "host": host.name}))
+            if (cell := row.get("cell")) and host.cells[-1:] != [cell]:
+                if cell in host.cells:
+                    host.cells.remove(cell)
+                host.cells.append(cell)  # the last one is the cell in progress
         with self._lock:
             store = self._stores.setdefault(host.name, RecordStore(self.out_dir / HOSTS / host.name))
             store.append_lines(tagged)
@@ -305,27 +320,31 @@ class Fleet:
             host.records += len(tagged)
 
     def _lost(self, host: Host, why: str) -> None:
-        """A host that died mid-run: what it sent is kept; none of its cells finished."""
+        """A host whose stream broke: what it sent is kept. Killed after Ctrl-C, it was
+        interrupted; otherwise it died, and costs the cell it was in and those it never
+        reached, each failed with the reason."""
+        if self.interrupted:
+            return self._end(host, "interrupted", f"killed after Ctrl-C on the driver: {why}")
         self._end(host, "lost", f"lost after {host.records} records: {why}")
-        self._fail_cells(host, f"host {host.name} lost mid-run: {why}")
+        self._fail_cells(host, f"host {host.name} lost mid-run: {why}", host.cells[-1:])
 
-    def _fail_cells(self, host: Host, why: str) -> None:
-        """One failed record per cell of the host, as an unusable runtime gets on one machine."""
+    def _fail_cells(self, host: Host, why: str, also: list[str] = ()) -> None:
+        """One failed record per cell of the host that has none yet, and per cell in also,
+        as an unusable runtime's cells get on one machine."""
         image = (self.environments.get(host.name, {}).get("image") or {}).get("digest", "")
         records = [Record(run=host.run or self.run_id, scenario=self.scenario.name, cell=cell.name,
                           workload=cell.workload.name, runtime=spec.name, kind=spec.kind, rep=0,
                           warmup=False, metric=value.metric, value=None, unit=value.unit,
                           t=time.time(), image=image, error=why, host=host.name)
                    for spec in self.scenario.runtimes for cell in self.scenario.cells_of(spec)
+                   if cell.name not in host.cells or cell.name in also
                    for value in [Value("startup.ready_s", None, "s", why)]]
         self._keep(host, [r.to_json() for r in records])
 
     def _end(self, host: Host, status: str, reason: str) -> None:
-        host.status, host.reason = status, reason
+        with self._lock:
+            host.status, host.reason = status, reason
         self._say(host, f"{status}{': ' + reason if reason else ''}")
-
-    def _host(self, name: str) -> Host:
-        return next(h for h in self.hosts if h.name == name)
 
     # -- the folder and the console ----------------------------------------------------------
 

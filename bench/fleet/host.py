@@ -24,31 +24,29 @@ STOP_GRACE_S = 120
 PR_SET_PDEATHSIG = 1
 
 
-def as_a_plain_process() -> None:
-    """In the guard before exec. A Ray worker blocks SIGINT and ignores SIGHUP and SIGQUIT,
-    and a child inherits both: undone, or stop() could not interrupt the run."""
+def guard(command: list[str], parent: int) -> int:
+    """The process between the actor's worker and the run (python -m bench.fleet.host PID
+    CMD). When a worker exits, Ray SIGKILLs its direct children, which would leave the
+    run's instances behind; the run, a grandchild in a session of its own, gets SIGTERM
+    instead when the guard dies, and cleans up. The guard passes on Ctrl-C (stop) and the
+    SIGTERM it gets itself when the worker dies."""
+    # A Ray worker blocks SIGINT and ignores SIGHUP and SIGQUIT, and a child inherits both
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+    for sig in (signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_DFL)
     _terminate_with_parent()
-
-
-def _terminate_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def guard(command: list[str]) -> int:
-    """The process between the actor's worker and the run (python -m bench.fleet.host CMD).
-    When a worker exits, Ray SIGKILLs its direct children, which would leave the run's
-    instances behind; the run, a grandchild, gets SIGTERM instead when the guard dies (or
-    the guard passes on the SIGTERM it gets when the worker dies), and cleans up. Ctrl-C
-    (stop) is passed on too."""
-    # a session of its own: a kill of the worker's process group (a node torn down) spares it
+    if os.getppid() != parent:  # the worker died before the line above
+        return 130
     run = subprocess.Popen(command, preexec_fn=_terminate_with_parent, start_new_session=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _frame: run.send_signal(signum))
     code = run.wait()
     return 128 - code if code < 0 else code  # killed by a signal: as a shell says it
+
+
+def _terminate_with_parent() -> None:
+    """SIGTERM when the parent dies: a run takes it as an interrupt and cleans up."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class HostRun:
@@ -80,7 +78,9 @@ class HostRun:
                    "--no-report", *run_args]
             console = _Tail(scratch / "console.log")
             step, code = "setup", (yield from self._follow(setup, out, console))
-            if code == 0 and not self.stopping:
+            if code == 0 and self.stopping:
+                code = 130  # stopped between setup and run: interrupted, not failed
+            elif code == 0:
                 step, code = "run", (yield from self._follow(run, out, console))
             yield "exit", {"code": code, "step": step}
         finally:
@@ -104,8 +104,8 @@ class HostRun:
             # machine (a test cluster) never share a run id or instance names.
             with open(console.path, "a") as log:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "bench.fleet.host", *command], stdout=log,
-                    stderr=subprocess.STDOUT, preexec_fn=as_a_plain_process,
+                    [sys.executable, "-m", "bench.fleet.host", str(os.getpid()), *command],
+                    stdout=log, stderr=subprocess.STDOUT,
                     env={**os.environ, "CVBENCH_FLEET_HOST": self.host})
         records, environment = _Tail(out / RECORDS), _Changes(out / ENVIRONMENT)
         while True:
@@ -170,4 +170,4 @@ class _Changes:
 
 
 if __name__ == "__main__":
-    sys.exit(guard(sys.argv[1:]))
+    sys.exit(guard(sys.argv[2:], int(sys.argv[1])))

@@ -62,7 +62,7 @@ def build_fleet_report(directory: Path) -> Path:
         "matrix": side_by_side_matrix(per_host, host_envs),
         "claims": claims_by_host(per_host, host_envs),
         "spread": host_spread(frame, names),
-        "figure": spread_figure(frame, names, directory / FIGURE),
+        "figure": spread_figure(frame, [n for n in names if len(per_host[n])], directory / FIGURE),
         "emulated": sorted({f"{r} on {n}" for n, rows in per_host.items()
                             for r in emulated_runtimes(rows, host_envs.get(n))}),
     }

@@ -4,9 +4,11 @@ noop) through `cvbench run --cluster`. Both hosts share this machine's 2 cores."
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -198,4 +200,10 @@ def test_a_killed_host_fails_its_cells_with_the_reason_and_the_other_completes(c
     # it costs the cell it was in and those it never reached
     assert {r["cell"] for r in failed} == {sent[-1]} | ({"noop@native", "noop@runc"} - set(sent))
     # beta's run got SIGTERM when its worker died, and removed its instances
-    assert wait_for_leftovers_gone(host_runs(out).values()) == []
+    runs = host_runs(out)
+    assert wait_for_leftovers_gone(runs.values()) == []
+    # and its own copy of its records stayed on the host (removed here: a test leaves nothing)
+    copy = [d for d in Path(tempfile.gettempdir()).glob("cvbench-fleet-*")
+            if read_environment(d / "out").get("run") == runs["beta"]]
+    assert len(copy) == 1 and len(records(copy[0] / "out")) >= len(sent)
+    shutil.rmtree(copy[0])

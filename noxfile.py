@@ -35,7 +35,7 @@ def bench(session):
 def tests(session):
     """Unit tests on golden data, integration tests on the real engines, benchmarks."""
     session.install("-e", ".[test,fleet]")
-    _setup_host(session)
+    session.run("python", "-m", "bench.hostsetup", "--tests")  # and Chromium for the report's test
     session.run("pytest", *session.posargs)
 
 

@@ -18,6 +18,8 @@ from bench.runtimes import KINDS
 
 #: Debian package -> a program it provides: the guest image's tools
 IMAGE_PACKAGES = {"mmdebstrap": "mmdebstrap", "e2fsprogs": "mke2fs"}
+#: and what the tests open the report with (python -m bench.hostsetup --tests)
+TEST_PACKAGES = {"chromium": "chromium", "chromium-driver": "chromedriver"}
 
 
 def missing_packages(recommends: bool | None = None) -> list[str]:
@@ -31,10 +33,12 @@ def missing_packages(recommends: bool | None = None) -> list[str]:
             and (recommends is None or getattr(kinds_of.get(pkg), "RECOMMENDS", True) == recommends)]
 
 
-def ensure_host() -> None:
+def ensure_host(tests: bool = False) -> None:
     for recommends in (True, False):
         if missing := missing_packages(recommends):
             install_packages(missing, recommends)
+    if tests and (missing := [p for p, program in TEST_PACKAGES.items() if not shutil.which(program)]):
+        install_packages(missing)
     for kind in KINDS.values():
         kind.set_up_host()
     print(f"[setup] host ready: {', '.join(KINDS)} and the image tools set up", flush=True)
@@ -42,7 +46,7 @@ def ensure_host() -> None:
 
 def main() -> int:
     try:
-        ensure_host()
+        ensure_host(tests="--tests" in sys.argv[1:])
     except UserError as exc:
         print(f"cvbench setup: {exc}", file=sys.stderr)
         return 2

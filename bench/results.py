@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -81,16 +82,21 @@ class RecordStore:
 
 
 def read_records(directory: Path) -> list[dict]:
-    """Every complete line of records.jsonl, in the current format whatever schema wrote
-    it; a torn last line (crash mid-write) is skipped."""
+    """Every whole record of records.jsonl, in the current format whatever schema wrote it.
+    A line that is not one (torn by a crash mid-write, damaged) is named and skipped."""
     path = Path(directory) / RECORDS
     out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
             try:
-                out.append(upgrade(json.loads(line)))
-            except json.JSONDecodeError:
-                continue
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                row = f"not JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"
+            if isinstance(row, dict) and {"cell", "metric"} <= row.keys():
+                out.append(upgrade(row))
+            elif line.strip():
+                why = row if isinstance(row, str) else "not a record (no cell or metric)"
+                print(f"{path}:{number}: {why}: skipped", file=sys.stderr)
     return out
 
 

@@ -64,13 +64,13 @@ def test_hosts_without_a_cluster_is_refused(capsys):
 def test_records_are_tagged_with_their_host_in_both_the_fleet_and_the_host_folder(tmp_path):
     fleet = Fleet(load_scenario(SCENARIO), "unused", tmp_path)
     host = Host("alpha", "id")
-    line = json.dumps({"run": "r", "metric": "startup.ready_s", "value": 0.5})
+    line = json.dumps({"run": "r", "cell": "noop@native", "metric": "startup.ready_s", "value": 0.5})
     fleet._keep(host, [line, '{"torn'])
     fleet.store.close()
     fleet._stores["alpha"].close()
     for folder in (tmp_path, tmp_path / "hosts" / "alpha"):
-        assert read_records(folder) == [{"run": "r", "metric": "startup.ready_s", "value": 0.5,
-                                         "host": "alpha", "schema": 1}]
+        assert read_records(folder) == [{"run": "r", "cell": "noop@native", "metric": "startup.ready_s",
+                                         "value": 0.5, "host": "alpha", "schema": 1}]
     assert host.records == 1
 
 

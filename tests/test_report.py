@@ -12,7 +12,7 @@ from matplotlib.image import imread
 
 from bench.report import build_report, figures
 from bench.report.html import likely_causes
-from bench.results import load_frame
+from bench.results import load_frame, read_records
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -260,3 +260,23 @@ def test_the_contents_list_every_section_once_with_an_anchor_of_its_own():
     assert '<h2 id="figures-more">Figures &amp; more</h2>' in page
     assert ('<nav class="toc"><strong>Contents:</strong> <a href="#claims">Claims</a> · '
             '<a href="#figures-more">Figures &amp; more</a> · <a href="#claims-2">Claims</a></nav>') in page
+
+
+def test_damaged_lines_are_named_and_report_and_compare_go_on_with_the_rest(golden, tmp_path, capsys):
+    from bench import cli
+
+    run = tmp_path / "run"
+    shutil.copytree(golden / "run_smoke", run)
+    lines = (run / "records.jsonl").read_text().splitlines(keepends=True)
+    lines[3] = lines[3][:40] + "\n"  # torn
+    lines[7] = "[1, 2]\n"  # JSON, not a record
+    lines[9] = "\x00\x00garbage\n"
+    (run / "records.jsonl").write_text("".join(lines))
+    assert cli.main(["report", str(run)]) == 0
+    assert cli.main(["compare", str(run), str(run)]) == 0
+    err = capsys.readouterr().err
+    path = run / "records.jsonl"
+    assert f"{path}:4: not JSON (Invalid control character at column 41): skipped" in err
+    assert f"{path}:8: not a record (no cell or metric): skipped" in err
+    assert f"{path}:10: not JSON (Expecting value at column 1): skipped" in err
+    assert len(read_records(run)) == len(lines) - 3

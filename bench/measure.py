@@ -165,7 +165,7 @@ def _measure_instance(session, workload: Workload, params: dict, inst, outcome: 
         outcome.add(metric, value, "bytes", why_none)
     cpu = final.cgroup_cpu_s if final else None
     outcome.add("cpu.seconds", cpu, "s", None if cpu is not None else "cgroup gone before it could be read")
-    code = int(done.event[1])
+    code = done.exit_code
     output = inst.lines.output_between(ready, done)
     tags.update(workload.output_tags(output))
     outcome.add("workload.exit_code", code, "1")

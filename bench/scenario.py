@@ -5,6 +5,7 @@ Every problem names the file and the dotted key, so a user can fix it at once.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -29,6 +30,7 @@ TOP_LEVEL = {
 }
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 OWN = {"reps": Param(int, None, "measured repetitions of this workload (default: the scenario's)"),
        "warmup": Param(int, None, "warm-ups of this workload (default: the scenario's)")}
 
@@ -47,7 +49,8 @@ def _params(file: str, where: str, table: dict, spec: dict[str, Param], skip=())
             continue
         if key not in spec:
             known = ", ".join(sorted(set(spec) | set(skip))) or "none"
-            raise UserError(f"{file}: {where}.{key}: unknown key", fix=f"known keys: {known}")
+            shown = key if NAME.fullmatch(key) else repr(key)  # a newline, say, shows as \n
+            raise UserError(f"{file}: {where}.{shown}: unknown key", fix=f"known keys: {known}")
         out[key] = _check(file, f"{where}.{key}", spec[key], value)
     return out
 
@@ -74,6 +77,7 @@ def load_scenario(path: str | Path) -> Scenario:
     settings.update(_params(file, "scenario", top, TOP_LEVEL))
     if settings["name"] is None:
         settings["name"] = path.stem
+    _name(file, "name", settings["name"])
     for key in ("reps", "cpus", "memory_mib", "timeout_s", "sample_hz"):
         if settings[key] <= 0:
             raise UserError(f"{file}: {key}: must be positive, got {settings[key]}")
@@ -82,7 +86,7 @@ def load_scenario(path: str | Path) -> Scenario:
     runtimes = []
     for name, table in _tables(file, data, "runtimes").items():
         kind = table.get("kind")
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             raise UserError(
                 f"{file}: runtimes.{name}.kind: unknown runtime kind {kind!r}",
                 fix=f"one of {', '.join(KINDS)}",
@@ -98,7 +102,7 @@ def load_scenario(path: str | Path) -> Scenario:
     tables = _tables(file, data, "workloads") if with_workloads else {}
     for name, table in tables.items():
         base = table.get("workload", name)
-        if base not in CATALOGUE:
+        if not isinstance(base, str) or base not in CATALOGUE:
             raise UserError(
                 f"{file}: workloads.{name}: unknown workload {base!r}",
                 fix=f"one of {', '.join(CATALOGUE)} (or set workload = \"...\")",
@@ -122,7 +126,7 @@ def _mode(file: str, table) -> tuple[str, dict]:
     if not isinstance(table, dict):
         raise UserError(f"{file}: mode: expected a mode name or a [mode] table")
     name = table.get("name", "cells")
-    if name not in MODES:
+    if not isinstance(name, str) or name not in MODES:
         raise UserError(f"{file}: mode.name: unknown mode {name!r}", fix=f"one of {', '.join(MODES)}")
     spec = MODES[name].OPTIONS
     options = {k: p.default for k, p in spec.items()}
@@ -138,6 +142,16 @@ def _tables(file: str, data: dict, key: str) -> dict:
     if not isinstance(tables, dict) or not tables:
         raise UserError(f"{file}: {key}: at least one [{key}.NAME] table is required")
     for name, table in tables.items():
+        _name(file, f"{key}.{name}", name)
         if not isinstance(table, dict):
             raise UserError(f"{file}: {key}.{name}: expected a table, got {type(table).__name__}")
     return tables
+
+
+def _name(file: str, key: str, name: str) -> None:
+    """Names become parts of cell names, file names and baseline folders: nothing that could
+    climb out of a folder or surprise a shell."""
+    if not NAME.fullmatch(name):
+        raise UserError(f"{file}: {key}: {name!r} is not a name cvbench can use",
+                        fix="letters, digits, '.', '_' and '-', starting with a letter or digit, "
+                            "at most 64")

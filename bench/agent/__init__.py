@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import queue
 import threading
 import time
@@ -66,6 +67,15 @@ class AgentLine:
         """("READY", uptime) or ("DONE", code) for protocol lines, else None."""
         return (self.fields[0], self.fields[1]) if self.fields else None
 
+    @property
+    def exit_code(self) -> int:
+        """A DONE line's exit code. A guest can print anything: a DONE line that does not
+        hold a number is a failure that says so, not a traceback."""
+        try:
+            return int(self.fields[1])
+        except (IndexError, ValueError):
+            raise RuntimeFailure(f"not the agent's DONE line: {self.text[:200]!r}") from None
+
 
 @dataclass(frozen=True)
 class Ready:
@@ -81,9 +91,11 @@ class Ready:
 
     @classmethod
     def of(cls, line: AgentLine) -> "Ready":
-        _, uptime, *rest = line.fields
+        _, uptime, *rest = line.fields or [None, None]
         kernel, boot_id, started_uptime, started_wall = (rest + [None] * 4)[:4]
-        return cls(float(uptime), kernel, None if boot_id in (None, "-") else boot_id,
+        if (seconds := _seconds(uptime)) is None:
+            raise RuntimeFailure(f"not the agent's READY line: {line.text[:200]!r}")
+        return cls(seconds, kernel, None if boot_id in (None, "-") else boot_id,
                    _seconds(started_uptime), _seconds(started_wall))
 
     def shares_kernel_with(self, host_kernel: str, host_boot_id: str | None) -> bool:
@@ -96,9 +108,10 @@ class Ready:
 
 def _seconds(text: str | None) -> float | None:
     try:
-        return float(text)
+        seconds = float(text)
     except (TypeError, ValueError):
         return None
+    return seconds if math.isfinite(seconds) else None
 
 
 class LineReader:

@@ -88,7 +88,7 @@ def one_instance(session, runtime, size: int, wanted_touch_mib: int):
             time.sleep(SETTLE_S)
             _read(inst, size, "touched", outcome)
             done = inst.lines.wait_for("DONE", deadline)
-            if int(done.event[1]) != 0:
+            if done.exit_code != 0:
                 outcome.add("alloc.pss_bytes", None, "bytes", f"guest command exit code {done.event[1]}",
                             phase="touched")
     return tags, outcome

@@ -163,7 +163,7 @@ def one_instance(session, runtime, guest_path: str, tags: dict):
             outcome.add("storage.instance_disk_bytes", runtime.instance_disk(inst), "bytes")
             done = inst.lines.wait_for("DONE", deadline)
             inst.wait_gone(max(1.0, deadline - time.monotonic()))
-            code = int(done.event[1])
+            code = done.exit_code
             output = inst.lines.output_between(ready, done)
             if code != 0:
                 raise RuntimeFailure(f"write test exit code {code}: {output[-300:]}")

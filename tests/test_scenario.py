@@ -1,5 +1,6 @@
 """Scenario validation: every bad file names the file and the key."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,15 @@ def test_isolation_runs_the_victim_alone_first(tmp_path):
         '\n[runtimes.native]')))
     assert s.mode == "isolation" and s.mode_options["aggressors"] == ("none", "memhog", "cpu")
     assert [w.name for w in s.workloads] == ["noop", "cpu-2"]  # the victims
+
+
+@pytest.mark.parametrize("toml, key", [
+    ('name = "../../etc"\n[runtimes.native]\nkind = "native"\n[workloads.noop]\n', "name"),
+    ('[runtimes."../x"]\nkind = "native"\n[workloads.noop]\n', "runtimes.../x"),
+    ('[runtimes.native]\nkind = "native"\n[workloads."a b"]\nworkload = "noop"\n', "workloads.a b"),
+])
+def test_names_that_could_climb_out_of_a_folder_are_refused(tmp_path, toml, key):
+    path = tmp_path / "s.toml"
+    path.write_text(toml)
+    with pytest.raises(UserError, match=re.escape(f"{path}: {key}: ") + ".* is not a name cvbench can use"):
+        load_scenario(path)

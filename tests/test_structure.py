@@ -148,3 +148,13 @@ def test_a_new_runtime_kind_and_mode_are_found_everywhere(tmp_path, registered):
     needed = {name for kind in KINDS.values() for needs in kind.HOST_NEEDS.values() for name in needs}
     assert "jail: NOT usable: needs root (see above)" in doctor.runtime_lines(
         [doctor.Check(name, name != "root", "") for name in needed | {"kvm"}])
+
+
+def test_user_strings_reach_processes_as_argv_never_through_a_shell():
+    """Scenario values become arguments of a list, never text a host shell parses."""
+    import re
+
+    shell = re.compile(r"shell\s*=\s*True|os\.system\(|os\.popen\(|subprocess\.getoutput\(")
+    found = [f"{path.relative_to(PACKAGE)}:{n}" for path in sorted(PACKAGE.rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1) if shell.search(line)]
+    assert found == []

@@ -39,7 +39,11 @@ def cmd_report(args) -> int:
 
     if not (Path(args.dir) / "records.jsonl").exists():
         raise UserError(f"{args.dir}: no records.jsonl here", fix="pass a folder written by cvbench run")
-    print(build_report(Path(args.dir)))
+    try:
+        print(build_report(Path(args.dir)))
+    except OSError as exc:  # a full or read-only disk: say so, not a traceback
+        raise UserError(f"cannot write the report in {args.dir}: {exc.strerror or exc}",
+                        fix="free space there, or copy the folder elsewhere and report there") from None
     return 0
 
 

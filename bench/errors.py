@@ -13,5 +13,11 @@ class UserError(Exception):
         return f"{text}\n  fix: {self.fix}" if self.fix else text
 
 
+class RecordsNotKept(BaseException):
+    """The results folder takes no more records (its disk full, say): the run stops at once,
+    since every instance after would be lost. Not an Exception, so that no handler of one
+    instance's failure takes it for its own."""
+
+
 class RuntimeFailure(Exception):
     """One instance failed (launch error, crash, timeout); its cell is recorded as failed."""

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from bench.errors import RecordsNotKept
+
 RECORDS = "records.jsonl"
 ENVIRONMENT = "environment.json"
 # The error of a cell a runtime cannot run: recorded, neither measured nor failed
@@ -66,14 +68,17 @@ class RecordStore:
 
     def append_lines(self, lines: Iterable[str]) -> None:
         """Records already in their JSON form (a fleet host's, as it wrote them)."""
-        if self._file is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
-        for line in lines:
-            self._file.write(line + "\n")
-            self.count += 1
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        lines = list(lines)
+        try:
+            if self._file is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "a", encoding="utf-8")
+            self._file.write("".join(line + "\n" for line in lines))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise RecordsNotKept(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        self.count += len(lines)
 
     def close(self) -> None:
         if self._file is not None:
@@ -132,8 +137,14 @@ def aggressor_column(frame):
 
 
 def write_environment(directory: Path, environment: dict) -> None:
+    """Written whole or not at all: a full disk leaves the last whole one in place."""
     path = Path(directory) / ENVIRONMENT
-    path.write_text(json.dumps(environment, indent=2, sort_keys=True, default=str) + "\n")
+    staged = path.with_name(ENVIRONMENT + ".new")
+    try:
+        staged.write_text(json.dumps(environment, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def read_environment(directory: Path) -> dict:

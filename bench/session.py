@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.cleanup import Cleanup, ignore_signals_during, signals_raise_interrupt
 from bench.collect.cgroups import Cgroup, remove_if_empty
 from bench.console import say
-from bench.errors import UserError
+from bench.errors import RecordsNotKept, UserError
 from bench.images import GuestImage, ensure_image
 from bench.measure import Value
 from bench.modes import MODES
@@ -137,6 +137,10 @@ class Session:
                 interrupted = True
                 print(f"\ninterrupted ({exc or 'Ctrl-C'}): cleaning up; "
                       f"{self.store.count} records kept in {self.store.path}", file=sys.stderr)
+            except RecordsNotKept as exc:
+                print(f"stopped: {exc}; cleaning up; the {self.store.count} records written "
+                      "before stay readable", file=sys.stderr)
+                return 2
             finally:
                 self.close(interrupted)
         if self.make_report and self.store.count:
@@ -152,7 +156,8 @@ class Session:
         return 1 if self.failed_cells else 0
 
     def open(self) -> None:
-        """Image, scratch folder, run cgroup, usable runtimes, environment.json."""
+        """Host lock, image, scratch folder, run cgroup, usable runtimes, environment.json."""
+        self._hold_the_host()
         image = ensure_image()
         workdir = WORKDIR / self.run_id
         workdir.mkdir(parents=True, exist_ok=True)
@@ -176,13 +181,38 @@ class Session:
         write_environment(self.out_dir, self.environment)
         self._record_unusable()
 
+    def _hold_the_host(self) -> None:
+        """One run measures on a host at a time: a second would disturb both runs' numbers
+        without a trace. A fleet's hosts that share a machine (a test cluster) each hold
+        their own."""
+        WORKDIR.mkdir(parents=True, exist_ok=True)
+        host = os.environ.get("CVBENCH_FLEET_HOST")
+        lock = open(WORKDIR / (f"host-{re.sub(r'[^A-Za-z0-9-]+', '-', host)}.lock" if host else "host.lock"),
+                    "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another run"
+            lock.close()
+            raise UserError(f"{holder} is measuring on this host: two runs at once would disturb "
+                            "each other's numbers",
+                            fix="wait for it to end (or stop it), then run again") from None
+        lock.truncate(0)
+        lock.write(f"run {self.run_id} (pid {os.getpid()})\n")
+        lock.flush()
+        self.cleanup.add("host lock", lock.close)
+
     def close(self, interrupted: bool = False) -> None:
         """Release everything the run holds; environment.json gets the end state."""
         ignore_signals_during(self._clean)
         if self.environment and self.out_dir.exists():
             self.environment.update(finished=time.time(), interrupted=interrupted,
                                     records=self.store.count)
-            write_environment(self.out_dir, self.environment)
+            try:
+                write_environment(self.out_dir, self.environment)
+            except OSError as exc:  # a full disk: the records written so far still stand
+                print(f"cannot update {self.out_dir / 'environment.json'}: {exc.strerror}", file=sys.stderr)
 
     def _clean(self) -> None:
         self.store.close()

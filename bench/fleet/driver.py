@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import __version__
 from bench.cleanup import signals_raise_interrupt
-from bench.errors import UserError
+from bench.errors import RecordsNotKept, UserError
 from bench.measure import Value
 from bench.results import Record, RecordStore, read_environment, write_environment
 from bench.spec import Scenario
@@ -233,7 +233,7 @@ class Fleet:
         """One host's run from its actor's start to its end, whatever ends it."""
         try:
             self._start_and_stream(ray, host)
-        except Exception as exc:  # a bug here must not leave the host "running" for ever
+        except (Exception, RecordsNotKept) as exc:  # never leave the host "running" for ever
             self._end(host, "failed", f"the driver failed to follow it: {exc!r}")
             if actor := self._actors.get(host.name):
                 actor.stop.remote()

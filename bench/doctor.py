@@ -216,8 +216,8 @@ def clean_leftovers() -> list[str]:
         stop_slice(name)
         done.append(f"stopped slice {name}")
     if WORKDIR.exists():
-        for scratch in WORKDIR.iterdir():
-            if not run_is_live(scratch.name):
+        for scratch in WORKDIR.iterdir():  # a run's folder (host*.lock: the host's lock)
+            if scratch.is_dir() and not run_is_live(scratch.name):
                 shutil.rmtree(scratch, ignore_errors=True)
                 done.append(f"removed scratch {scratch}")
     if not any_live:  # a tap's name does not say its run: only when no run is going on

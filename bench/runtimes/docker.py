@@ -200,7 +200,8 @@ class DockerRuntime(Runtime):
                 container.remove(force=True)
                 print(f"cleanup: removed late container {container.name}", file=sys.stderr)
         except Exception as exc:  # the engine went away: doctor --clean can finish the job
-            print(f"cleanup: could not sweep containers: {exc}", file=sys.stderr)
+            print(f"cleanup: could not sweep containers ({exc}): once dockerd is back, "
+                  "cvbench doctor --clean removes what this run left", file=sys.stderr)
 
     def describe(self) -> dict:
         config = self.client.info().get("Runtimes", {}).get(self.options["oci_runtime"], {})

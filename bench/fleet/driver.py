@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import sys
 import threading
@@ -137,7 +138,9 @@ class Fleet:
         self.store = RecordStore(self.out_dir)
         self._stores: dict[str, RecordStore] = {}
         self._actors: dict[str, object] = {}
-        self._threads: dict[str, threading.Thread] = {}
+        # Set when a host's thread is done. Not Thread.is_alive(): after a join() that a
+        # Ctrl-C cut short, Python 3.11 reports a running thread as dead.
+        self._done: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self.started = time.time()
         self.interrupted = False
@@ -202,32 +205,41 @@ class Fleet:
     def _run_all(self, ray) -> None:
         for host in self.hosts:
             if host.status == "waiting":
-                thread = threading.Thread(target=self._follow, args=(ray, host), daemon=True)
-                self._threads[host.name] = thread
-                thread.start()
-        for thread in list(self._threads.values()):
-            while thread.is_alive():
-                thread.join(timeout=0.5)  # a bare join would hold off Ctrl-C
+                self._done[host.name] = threading.Event()
+                threading.Thread(target=self._follow, args=(ray, host), daemon=True).start()
+        for done in list(self._done.values()):
+            while not done.wait(timeout=0.5):  # a bare wait would hold off Ctrl-C
+                pass
 
     def _stop_all(self, ray) -> None:
         """Ctrl-C: every host interrupts its run, removes its instances and says how it
-        ended; a host that does not within STOP_S is killed (its run dies with it)."""
-        self._say(None, f"interrupted: stopping every host's run (up to {STOP_S} s to clean up)")
-        with self._lock:
-            self.interrupted = True  # from now on a host whose stream breaks was interrupted
-            actors = dict(self._actors)
-        for actor in actors.values():
-            actor.stop.remote()
-        deadline = time.monotonic() + STOP_S
+        ended; a host that does not within STOP_S, or after a second Ctrl-C, is killed (its
+        run dies with it). Signals only mark the second Ctrl-C here: one raised in the middle
+        would leave hosts unstopped and unaccounted for."""
+        again = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: again.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            for thread in list(self._threads.values()):
-                thread.join(max(0.0, deadline - time.monotonic()))
-        except KeyboardInterrupt:  # a second Ctrl-C: kill them now
-            pass
-        for actor in actors.values():
-            ray.kill(actor)  # its worker's death stops the host's run (host.guard)
-        for thread in list(self._threads.values()):
-            thread.join(timeout=10)  # each one says how its host ended before the stores close
+            self._say(None, f"interrupted: stopping every host's run (up to {STOP_S} s to clean up; "
+                      "Ctrl-C again to kill them now)")
+            with self._lock:
+                self.interrupted = True  # from now on a host whose stream breaks was interrupted
+                actors = dict(self._actors)
+            for actor in actors.values():
+                actor.stop.remote()
+            deadline = time.monotonic() + STOP_S
+            for done in list(self._done.values()):
+                while not done.wait(timeout=0.5) and not again.is_set() and time.monotonic() < deadline:
+                    pass
+            for actor in actors.values():
+                ray.kill(actor)  # its worker's death stops the host's run (host.guard)
+            for done in list(self._done.values()):
+                done.wait(timeout=10)  # each one says how its host ended before the stores close
+            for host in self.hosts:
+                if host.status in ("waiting", "running"):  # its thread did not come back in time
+                    self._end(host, "interrupted", "killed after Ctrl-C on the driver")
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _follow(self, ray, host: Host) -> None:
         """One host's run from its actor's start to its end, whatever ends it."""
@@ -237,6 +249,8 @@ class Fleet:
             self._end(host, "failed", f"the driver failed to follow it: {exc!r}")
             if actor := self._actors.get(host.name):
                 actor.stop.remote()
+        finally:
+            self._done[host.name].set()
 
     def _start_and_stream(self, ray, host: Host) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

@@ -64,6 +64,9 @@ EVERY_INSTANCE = register(
     # when the agent (the instance's first process, a VM's init) began
     lower("startup.agent_start_s", "s", "launch call to the agent's start (host clock; an "
           "instance on the host's kernel)"),
+    # A bare process's fence (cgroup, private read-only root), made before its clock starts
+    lower("startup.prepare_s", "s", "cgroup and mounts made for a native instance before "
+          "its clock starts", gated=False),
     lower("startup.guest_kernel_s", "s", "guest kernel boot until the agent (init) starts "
           "(guest clock)"),
     lower("mem.cgroup_bytes", "bytes", "cgroup working set", key=True),

@@ -47,7 +47,8 @@ def by_key(changes):
 DIRECTIONS = {
     -1: ["startup.ready_s", "startup.exit_s", "startup.create_s", "startup.start_s",
          "startup.spawn_s", "startup.overlay_s", "startup.vmm_s", "startup.guest_uptime_s",
-         "startup.libvirt_s", "startup.agent_start_s", "startup.guest_kernel_s", "cpu.total_seconds",
+         "startup.libvirt_s", "startup.agent_start_s", "startup.guest_kernel_s",
+         "cpu.total_seconds",
          "mem.cgroup_bytes", "mem.cgroup_peak_bytes", "mem.pss_bytes", "mem.pss_peak_bytes",
          "mem.uss_bytes", "mem.rss_bytes", "cpu.seconds", "cpu.engine_seconds",
          "workload.ns_per_syscall", "workload.cpu_s_per_kevent", "workload.lat_p50_s",
@@ -70,7 +71,8 @@ DIRECTIONS = {
            "workload.bytes", "kernel.shared_with_host", "density.host_processes",
            "density.background_drift_bytes", "storage.full_copy_bytes", "storage.full_copy_s",
            "alloc.paid_fraction", "aggressor.running", "aggressor.cpu_seconds",
-           "aggressor.oom_kills", "aggressor.host_processes", "workload.net"],
+           "aggressor.oom_kills", "aggressor.host_processes", "workload.net",
+           "startup.prepare_s"],
 }
 
 

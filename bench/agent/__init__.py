@@ -125,6 +125,7 @@ class LineReader:
         self._chunks = chunks
         self._queue: queue.Queue[AgentLine | None] = queue.Queue()
         self.transcript: list[AgentLine] = []
+        self.ended: float | None = None  # host monotonic time the output ended (EOF)
         self._thread = threading.Thread(target=self._pump, name=f"lines-{name}", daemon=True)
         self._thread.start()
 
@@ -139,8 +140,9 @@ class LineReader:
                     self._queue.put(AgentLine(now, raw.decode("utf-8", "replace").rstrip("\r")))
         except Exception:  # stream torn down by stop(): end of output
             pass
+        self.ended = time.monotonic()
         if pending:
-            self._queue.put(AgentLine(time.monotonic(), pending.decode("utf-8", "replace")))
+            self._queue.put(AgentLine(self.ended, pending.decode("utf-8", "replace")))
         self._queue.put(None)
 
     def wait_for(self, event: str, deadline: float) -> AgentLine:
@@ -166,6 +168,11 @@ class LineReader:
             self.transcript.append(line)
             if matches(line):
                 return line
+
+    def wait_ended(self, timeout: float) -> float | None:
+        """When the output ended, waiting up to timeout for it; None if it has not."""
+        self._thread.join(timeout)
+        return self.ended
 
     def finished(self) -> bool:
         """Whether the instance is done (DONE printed, or its output ended), without waiting."""

@@ -324,7 +324,11 @@ class ProcessInstance(Instance):
             from bench.errors import RuntimeFailure
 
             raise RuntimeFailure(f"{self.name} did not exit within {timeout:.0f} s") from None
-        return time.monotonic()
+        # Its output ends as its last process exits: seen by the reader at once, while
+        # this thread may have been sampling then. A child that keeps the output open
+        # outlives it: then the exit of the process itself is all there is.
+        ended = self.lines.wait_ended(0.05) if self.lines is not None else None
+        return ended if ended is not None else time.monotonic()
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from scipy.stats import kruskal
 
 from bench import stats, units
 from bench.metrics import key_metrics, lookup
@@ -138,6 +137,8 @@ def _differ(groups: list[np.ndarray]) -> str:
         return f"not judged (fewer than {MIN_N_PER_HOST} values on a host)"
     if np.ptp(np.concatenate(groups)) == 0:
         return "no (all values equal)"
+    from scipy.stats import kruskal  # a second's import: only a fleet's page asks
+
     p = kruskal(*groups).pvalue
     return f"yes (p = {p:.2g})" if p < ALPHA else f"not shown (p = {p:.2g})"
 

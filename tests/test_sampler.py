@@ -121,3 +121,20 @@ def test_summarise_a_sample_only_before_ready_gives_a_peak_but_no_steady_value()
     assert out["pss_peak"] == (80, None)
     value, why = out["pss"]
     assert value is None and "between READY and DONE" in why
+
+
+def test_find_by_cmdline_matches_name_and_command_line_of_a_live_process():
+    # A real process: its name (comm) and a word of its command line, as a shim's "-id ID"
+    import subprocess
+
+    from bench.collect.processes import find_by_cmdline
+
+    process = subprocess.Popen(["sleep", "30.123456"])
+    try:
+        assert find_by_cmdline("sleep", "30.123456") == process.pid
+        assert find_by_cmdline("sleep", "30.654321") is None
+        assert find_by_cmdline("containerd-shim", "30.123456") is None
+    finally:
+        process.kill()
+        process.wait()
+    assert find_by_cmdline("sleep", "30.123456") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -72,10 +73,22 @@ def find_ancestor(pid: int, name_prefix: str) -> int | None:
 
 
 def find_by_cmdline(name_prefix: str, needle: str) -> int | None:
-    """A process whose name starts with name_prefix and whose command line holds needle."""
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        if (proc.info["name"] or "").startswith(name_prefix) and needle in " ".join(proc.info["cmdline"] or []):
-            return proc.pid
+    """A process whose name starts with name_prefix and whose command line holds needle.
+    Read from /proc, names first: it runs in every container's launch, and psutil reading
+    every process's command line took 4 times as long."""
+    name, wanted = name_prefix[:15].encode(), needle.encode()  # the kernel keeps 15 bytes
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/comm", "rb") as comm:
+                if not comm.read().startswith(name):
+                    continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                if wanted in cmdline.read().replace(b"\0", b" "):
+                    return int(entry.name)
+        except OSError:  # gone meanwhile
+            continue
     return None
 
 

@@ -13,7 +13,7 @@ from bench.agent import AGENT_PATH, LineReader
 from bench.collect.cgroups import Cgroup
 from bench.collect.engine import locate_engine
 from bench.collect.host import du_bytes
-from bench.collect.processes import find_ancestor, find_by_cmdline
+from bench.collect.processes import find_by_cmdline
 from bench.collect.slices import instance_slice, slice_path, stop_slice
 from bench.errors import RuntimeFailure, UserError
 from bench.images import ensure_docker_image
@@ -245,22 +245,21 @@ class DockerRuntime(Runtime):
                 relpath = self.context.cgroup_path(instance)
                 inst.cgroup = Cgroup.create(relpath)
                 parent = "/" + relpath
-            inst.container = self.client.containers.create(
-                self.context.image.docker_tag,
-                command=[AGENT_PATH, command],
-                name=instance,
-                labels={RUN_LABEL: self.context.run_id},
-                runtime=oci_runtime,
-                network_mode=network,
-                ports=ports,
-                volumes=volumes,
-                nano_cpus=int(limits.cpus * 1e9),
-                mem_limit=limits.memory_mib * 1024 * 1024,
-                memswap_limit=limits.memory_mib * 1024 * 1024,
-                pids_limit=limits.pids,
-                cgroup_parent=parent,
-                detach=True,
-            )
+            # The low-level call: the SDK's create() inspects what it made, a round trip
+            # per instance that nothing here reads.
+            api = self.client.api
+            created = api.create_container(
+                self.context.image.docker_tag, command=[AGENT_PATH, command], name=instance,
+                labels={RUN_LABEL: self.context.run_id}, detach=True,
+                ports=[int(p.split("/")[0]) for p in ports],
+                volumes=[v["bind"] for v in volumes.values()],
+                host_config=api.create_host_config(
+                    runtime=oci_runtime, network_mode=network, port_bindings=ports,
+                    binds=volumes, nano_cpus=int(limits.cpus * 1e9),
+                    mem_limit=limits.memory_mib * 1024 * 1024,
+                    memswap_limit=limits.memory_mib * 1024 * 1024,
+                    pids_limit=limits.pids, cgroup_parent=parent))
+            inst.container = self.client.containers.prepare_model({"Id": created["Id"], "Name": instance})
             t_created = time.monotonic()
             # Attach before start so not a byte of output is missed.
             stream = self.client.api.attach(inst.container.id, stdout=True, stderr=True,
@@ -270,11 +269,8 @@ class DockerRuntime(Runtime):
             t_started = time.monotonic()
             inst.phases["startup.create_s"] = t_created - t0
             inst.phases["startup.start_s"] = t_started - t_created
-            inst.container.reload()
-            pid = inst.container.attrs["State"].get("Pid") or 0
             # The shim serves the container and outlives a short one: count it in PSS.
-            inst.shim_pid = (pid and find_ancestor(pid, "containerd-shim")) or \
-                find_by_cmdline("containerd-shim", inst.container.id)
+            inst.shim_pid = find_by_cmdline("containerd-shim", inst.container.id)
             if ports:  # the bridge path: the engine's proxy carries every byte, count it
                 inst.proxy_pid = find_by_cmdline("docker-proxy", f"-host-port {port} ")
             if inst.slice is not None:  # systemd made it as the container started

@@ -236,10 +236,13 @@ def save(fig: Figure, path: Path) -> Path:
     engine of its own is laid out tight first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)  # drawn by Agg, whoever made the figure: no pyplot, no display
+    canvas = FigureCanvasAgg(fig)  # drawn by Agg, whoever made the figure: no pyplot, no display
     if fig.get_layout_engine() is None:
         fig.tight_layout()
-    fig.savefig(path, format="png")
+    # What savefig writes, less its first pass: with a layout engine savefig draws the
+    # figure twice (once to lay it out, once to render), while Agg's own draw lays out
+    # and renders in one
+    canvas.print_png(path)
     return path
 
 

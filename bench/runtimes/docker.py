@@ -114,7 +114,8 @@ class DockerRuntime(Runtime):
 
     def check(self) -> None:
         self.client = docker_client()
-        runtimes = self.client.info().get("Runtimes", {})
+        self.info = self.client.info()  # one round trip: describe() reads it too
+        runtimes = self.info.get("Runtimes", {})
         self.gvisor_platforms = {name: platform_of(config) for name, config in runtimes.items()}
         self._check_registered(self.options["oci_runtime"], runtimes)
         # A missing host-network runtime skips the workloads that need it, with the reason
@@ -124,7 +125,7 @@ class DockerRuntime(Runtime):
                                    runtimes)
         except UserError as exc:
             self.serve_problem = str(exc).replace("\n  fix:", "; fix:")
-        self.cgroup_driver = self.client.info().get("CgroupDriver", "cgroupfs")
+        self.cgroup_driver = self.info.get("CgroupDriver", "cgroupfs")
 
     def _serving(self, needs: Needs) -> tuple[str, str]:
         """(OCI runtime, network mode) of a serving instance."""
@@ -204,7 +205,7 @@ class DockerRuntime(Runtime):
                   "cvbench doctor --clean removes what this run left", file=sys.stderr)
 
     def describe(self) -> dict:
-        config = self.client.info().get("Runtimes", {}).get(self.options["oci_runtime"], {})
+        config = self.info.get("Runtimes", {}).get(self.options["oci_runtime"], {})
         binary = config.get("path") or self.options["oci_runtime"]
         return {
             "kind": self.kind, **self.options,

@@ -72,7 +72,8 @@ def summary_line(label: str, records: list[Record]) -> str:
     if errors:
         return f"  {label}: [red]failed[/red] {errors[0][:200]}"
     shown = {r.metric: (r.value, r.unit) for r in records}
-    parts = [f"ready {quantity(*shown['startup.ready_s'])}"]
+    parts = [f"ready {quantity(*shown['startup.ready_s'])}" if "startup.ready_s" in shown else
+             f"restored {quantity(*shown['startup.restore_s'])}"]
     main = records[0].tags.get("main_metric") if records else None
     if main in shown and main.startswith("workload."):  # startup and PSS have their own
         parts.append(f"{main.removeprefix('workload.')} {quantity(*shown[main])}")

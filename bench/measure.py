@@ -15,7 +15,7 @@ from bench.hostclient import free_port, run_round
 from bench.results import SKIPPED
 from bench.runtimes import Limits, Runtime
 from bench.spec import Step
-from bench.workloads import CATALOGUE, Workload
+from bench.workloads import CATALOGUE, NO_NEEDS, Workload
 
 # After the host's last round a serving instance ends by itself within seconds.
 SERVER_EXIT_GRACE_S = 30.0
@@ -38,11 +38,12 @@ class Value:
 
 
 class Outcome:
-    """The values of one instance, and the failure policy: an error before READY fails
-    startup.ready_s; after it, the metric the mode measures (main)."""
+    """The values of one instance, and the failure policy: an error before READY fails its
+    start (startup.ready_s, or startup.restore_s for a restore); after it, the metric the
+    mode measures (main)."""
 
-    def __init__(self, main: str, unit: str):
-        self.main, self.unit = main, unit
+    def __init__(self, main: str, unit: str, start: str = "startup.ready_s"):
+        self.main, self.unit, self.start = main, unit, start
         self.values: list[Value] = []
         self.inapplicable: set[str] = set()  # metrics this instance cannot have: no failure
 
@@ -55,8 +56,8 @@ class Outcome:
 
     def fail(self, exc: BaseException) -> None:
         why = str(exc) if isinstance(exc, RuntimeFailure) else f"{type(exc).__name__}: {exc}"
-        started = any(v.metric == "startup.ready_s" and v.value is not None for v in self.values)
-        self.add(*((self.main, None, self.unit) if started else ("startup.ready_s", None, "s")), why)
+        started = any(v.metric == self.start and v.value is not None for v in self.values)
+        self.add(*((self.main, None, self.unit) if started else (self.start, None, "s")), why)
 
     @property
     def failed(self) -> bool:
@@ -68,10 +69,10 @@ class Outcome:
 
 
 @contextmanager
-def attempt(main: str, unit: str):
+def attempt(main: str, unit: str, start: str = "startup.ready_s"):
     """Collect an instance's values; an error ends the attempt with the failure recorded
     (the cell fails, the run goes on). Ctrl-C passes through."""
-    outcome = Outcome(main, unit)
+    outcome = Outcome(main, unit, start)
     try:
         yield outcome
     except Exception as exc:  # an engine error, a timeout, an unparsable output
@@ -101,14 +102,20 @@ def measure_cell(session, runtime: Runtime, step: Step, extra_tags: dict) -> tup
         port = free_port()
         params = dict(params, port=port, bind=runtime.serve_bind(needs))
         tags["net_path"] = runtime.net_path(needs)
+    limits = Limits(scenario.cpus, scenario.memory_mib)
+    snapshot = session.snapshot_of(runtime, limits) if starts_warm(scenario, runtime, workload, needs) else None
+    if scenario.warm_workloads:
+        tags["start"] = "warm" if snapshot else "cold"
     engine = runtime.engine
     engine_before, wall_start = (engine.seconds() if engine else None), time.time()
     inst, helper_cpu = None, 0.0
-    with attempt(main or f"workload.{workload.name}", "1") as outcome:
-        with runtime.running(workload.command(params), Limits(scenario.cpus, scenario.memory_mib),
-                             session.instance_name(), needs=needs, port=port) as inst:
+    start = "startup.restore_s" if snapshot else "startup.ready_s"
+    with attempt(main or f"workload.{workload.name}", "1", start) as outcome:
+        name, command = session.instance_name(), workload.command(params)
+        with (runtime.restored(snapshot, command, name, scenario.timeout_s) if snapshot else
+              runtime.running(command, limits, name, needs=needs, port=port)) as inst:
             tags.update(inst.tags)
-            helper_cpu = _measure_instance(session, workload, params, inst, outcome, tags)
+            helper_cpu = _measure_instance(session, workload, params, inst, outcome, tags, start)
     if not outcome.failed and engine is not None:
         # Read after the removal: the engine's work for an instance ends there
         try:
@@ -123,9 +130,19 @@ def measure_cell(session, runtime: Runtime, step: Step, extra_tags: dict) -> tup
     return tags, outcome
 
 
+def starts_warm(scenario, runtime: Runtime, workload: Workload, needs) -> bool:
+    """Whether a cell's instances start from a snapshot: in a VM (where a cold boot costs
+    seconds to minutes under emulation), for a workload whose numbers are its own (no start
+    nor footprint measured: no role) and that needs nothing beyond a root."""
+    return (scenario.warm_workloads and runtime.traits.isolation == "vm" and not workload.roles
+            and needs == NO_NEEDS)
+
+
 def _measure_instance(session, workload: Workload, params: dict, inst, outcome: Outcome,
-                      tags: dict) -> float:
-    """From launch to gone, under a sampler; the CPU its helpers spent while it ran."""
+                      tags: dict, start: str = "startup.ready_s") -> float:
+    """From launch (or restore) to gone, under a sampler; the CPU its helpers spent while
+    it ran. A restored instance's start is its restore, and its guest clock is the
+    snapshot's: no boot to time."""
     scenario = session.scenario
     sampler = Sampler(inst.cgroup, inst.helper_pids, scenario.sample_hz).start()
     try:
@@ -145,20 +162,13 @@ def _measure_instance(session, workload: Workload, params: dict, inst, outcome: 
     finally:
         sampler.stop()
 
-    outcome.add("startup.ready_s", ready.t - inst.t_launch, "s")
-    outcome.add("startup.exit_s", gone - inst.t_launch, "s")
+    outcome.add(start, ready.t - inst.t_launch, "s")
     for metric, seconds in inst.phases.items():
         outcome.add(metric, seconds, "s")
-    # An instance on the host's kernel reports the host's uptime: no boot phase to show.
     shared = seen.shares_kernel_with(session.host["kernel"], session.host.get("boot_id"))
     outcome.add("kernel.shared_with_host", float(shared), "1")
-    if not shared:
-        outcome.add("startup.guest_uptime_s", seen.uptime_s, "s")
-        if seen.started_uptime_s is not None:
-            outcome.add("startup.guest_kernel_s", seen.started_uptime_s, "s")
-    elif seen.started_wall is not None:  # the host's own clock: launch to the agent's start
-        launched_wall = inst.t_launch + (time.time() - time.monotonic())
-        outcome.add("startup.agent_start_s", seen.started_wall - launched_wall, "s")
+    if start == "startup.ready_s":
+        _add_cold_start(outcome, inst, seen, shared, gone)
     memory = summarise(samples, ready.t, done.t)
     for metric, key in MEMORY_VIEWS:
         value, why_none = memory[key]
@@ -173,6 +183,19 @@ def _measure_instance(session, workload: Workload, params: dict, inst, outcome: 
     # Helpers (a shim) while the instance ran: once its container is reaped, a shim's
     # children's CPU holds the container's too
     return max((s.helper_cpu_s for s in samples if s.live and s.t <= done.t), default=0.0)
+
+
+def _add_cold_start(outcome: Outcome, inst, seen: Ready, shared: bool, gone: float) -> None:
+    """What only a launch has: launch to gone, and when the agent began. An instance on the
+    host's kernel reports the host's uptime: no boot phase to show."""
+    outcome.add("startup.exit_s", gone - inst.t_launch, "s")
+    if not shared:
+        outcome.add("startup.guest_uptime_s", seen.uptime_s, "s")
+        if seen.started_uptime_s is not None:
+            outcome.add("startup.guest_kernel_s", seen.started_uptime_s, "s")
+    elif seen.started_wall is not None:  # the host's own clock: launch to the agent's start
+        launched_wall = inst.t_launch + (time.time() - time.monotonic())
+        outcome.add("startup.agent_start_s", seen.started_wall - launched_wall, "s")
 
 
 def _serve(session, workload: Workload, params: dict, inst, deadline: float) -> list[str] | None:

@@ -27,6 +27,9 @@ TOP_LEVEL = {
     "memory_mib": Param(int, 512, "memory each instance gets, in every runtime"),
     "sample_hz": Param(float, 10.0, "memory/CPU sampling rate"),
     "allow_partial": Param(bool, True, "run the usable runtimes when others are not"),
+    "warm_workloads": Param(bool, False, "a VM's cells whose workload measures neither a start "
+                            "nor a footprint run in an instance restored from a snapshot where "
+                            "the runtime can restore (startup.restore_s, tag start = warm)"),
 }
 
 

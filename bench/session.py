@@ -21,7 +21,8 @@ from bench.images import GuestImage, ensure_image
 from bench.measure import Value
 from bench.modes import MODES
 from bench.results import Record, RecordStore, host_environment, write_environment
-from bench.runtimes import KINDS, RunContext, Runtime
+from bench.runtimes import KINDS, Limits, RunContext, Runtime
+from bench.runtimes.base import Snapshot
 from bench.spec import RuntimeSpec, Scenario, Step
 
 WORKDIR = Path("/var/tmp/cvbench")
@@ -60,6 +61,7 @@ class Session:
         self.runtimes: dict[str, Runtime] = {}
         self.context: RunContext | None = None
         self._seq = 0
+        self._snapshots: dict[str, Snapshot | None] = {}
 
     # -- what the modes use -------------------------------------------------------------
 
@@ -92,6 +94,22 @@ class Session:
         """A name no other instance of any run has: engines and cleanup find it by that."""
         self._seq += 1
         return f"cvbench-{self.run_id.lower()}-{self._seq}"
+
+    def snapshot_of(self, runtime: Runtime, limits: Limits) -> Snapshot | None:
+        """The runtime's snapshot for warm workload cells: taken at its first use, kept in
+        the scratch folder until the run ends. None where it cannot restore (said once:
+        those cells start cold, and their records say so)."""
+        if runtime.name not in self._snapshots:
+            snapshot, why = None, runtime.cannot_restore()
+            if why is None:
+                try:
+                    snapshot = runtime.snapshot(limits, self.instance_name(), self.scenario.timeout_s)
+                except Exception as exc:  # its cells start cold; the run goes on
+                    why = f"snapshot failed: {type(exc).__name__}: {exc}"
+            say(f"  {runtime.name}: workload cells start cold: {why}" if why else
+                f"  {runtime.name}: snapshot for warm workload cells in {snapshot.seconds:.1f} s")
+            self._snapshots[runtime.name] = snapshot
+        return self._snapshots[runtime.name]
 
     def record(self, step: Step, tags: dict, value: Value) -> Record:
         """A record of one value. Every record carries the run's limits and host shape; the

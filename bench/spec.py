@@ -41,6 +41,7 @@ class Scenario:
     runtimes: tuple[RuntimeSpec, ...]
     workloads: tuple[WorkloadSpec, ...]
     quick: bool = False
+    warm_workloads: bool = False  # VM cells that measure no start start from a snapshot
     mode: str = "cells"
     mode_options: dict = field(default_factory=dict)  # the [mode] table, typed
 

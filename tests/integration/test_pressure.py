@@ -169,3 +169,57 @@ def test_a_grown_density_run_stops_by_latency_or_cap(tmp_path, options, rule, re
     assert (stop["tags"]["stop_rule"], stop["value"]) == (rule, reached), stop
     launched = len(_values(rows, "native", "density.kth_ready_s"))
     assert launched == (2 if rule == "latency" else 3)  # two slow in a row stop it
+
+
+WARM_CELLS = """
+name = "warm-cells"
+reps = 1
+warmup = 0
+timeout_s = 180
+warm_workloads = true
+[runtimes.qemu]
+kind = "qemu"
+accel = "auto"
+[runtimes.fast]
+kind = "qemu"
+machine = "microvm"
+accel = "auto"
+initrd = false
+pvh = true
+[runtimes.native]
+kind = "native"
+[workloads.noop]
+[workloads.syscall]
+count = 2000
+[workloads.syscall-again]
+workload = "syscall"
+count = 2000
+"""
+
+
+def test_warm_workload_cells_restore_a_vm_that_can_and_boot_the_others(tmp_path):
+    """A VM's workload cells start from one snapshot of the run; a start stays a boot; a VM
+    that cannot restore (root on NVMe), and a process, start cold; each record says which."""
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(WARM_CELLS)
+    out = tmp_path / "run"
+    result = cvbench("run", scenario, "--out", out, "--no-report", timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "fast: workload cells start cold: QEMU cannot migrate" in result.stdout
+    assert result.stdout.count("qemu: snapshot for warm workload cells in") == 1  # one for both
+    rows = records(out)
+
+    def cell(name):
+        return {r["metric"]: r for r in rows if r["cell"] == name}
+
+    for name in ("syscall@qemu", "syscall-again@qemu"):
+        restored = cell(name)
+        assert restored["startup.restore_s"]["value"] > 0 and "startup.ready_s" not in restored
+        assert "startup.exit_s" not in restored and "startup.guest_uptime_s" not in restored
+        assert restored["workload.ns_per_syscall"]["value"] > 0
+        assert {r["tags"]["start"] for r in restored.values()} == {"warm"}
+    for name in ("noop@qemu", "syscall@fast", "syscall@native"):
+        booted = cell(name)
+        assert booted["startup.ready_s"]["value"] > 0 and "startup.restore_s" not in booted
+        assert {r["tags"]["start"] for r in booted.values()} == {"cold"}
+    assert leftovers(json.loads((out / "environment.json").read_text())["run"]) == []

@@ -29,6 +29,7 @@ from bench.report.data import (
     emulated_runtimes,
     in_order,
     interval,
+    map_distinct,
     measured,
     memory_workload,
     runtime_label,
@@ -445,7 +446,7 @@ def isolation_verdict(frame: pd.DataFrame, emulated: set[str]) -> Verdict:
     way round; inconclusive when the intervals overlap everywhere or point both ways."""
     claim = "VMs isolate better against noisy neighbours"
     found = isolation.losses(frame)
-    sides = dict(zip(frame["runtime"], frame["kind"].map(_side)))
+    sides = dict(zip(frame["runtime"], map_distinct(frame["kind"], _side)))
     containers = [x for x in found if sides.get(x.runtime) == CONTAINER]
     vms = [x for x in found if sides.get(x.runtime) == VM]
     if not containers or not vms:
@@ -579,7 +580,8 @@ def _side(kind: str) -> str | None:
 
 def runtimes_on_side(rows: pd.DataFrame, side: str) -> list[str]:
     """The runtimes of the rows on one side of the claims (CONTAINER or VM), in run order."""
-    return in_order(rows.loc[rows["kind"].map(_side) == side, "runtime"]) if not rows.empty else []
+    return (in_order(rows.loc[map_distinct(rows["kind"], _side) == side, "runtime"])
+            if not rows.empty else [])
 
 
 def _both_sides_have(rows: pd.DataFrame) -> bool:

@@ -280,3 +280,36 @@ def test_damaged_lines_are_named_and_report_and_compare_go_on_with_the_rest(gold
     assert f"{path}:8: not a record (no cell or metric): skipped" in err
     assert f"{path}:10: not JSON (Expecting value at column 1): skipped" in err
     assert len(read_records(run)) == len(lines) - 3
+
+
+@pytest.mark.parametrize("name", ["run_warm", "run_spectrum"])
+def test_figures_drawn_by_worker_processes_are_the_ones_drawn_here(golden, tmp_path, monkeypatch, name):
+    """Where the painter has workers (a host with CPUs to spare), the page and every PNG are
+    the same as drawn in the report's own process."""
+    from bench.report import painter
+
+    for workers in (0, 2):
+        shutil.copytree(golden / name, tmp_path / str(workers))
+        monkeypatch.setattr(painter, "default_workers", lambda workers=workers: workers)
+        build_report(tmp_path / str(workers))
+    assert (tmp_path / "0" / "report.html").read_text() == (tmp_path / "2" / "report.html").read_text()
+    here, there = (sorted((tmp_path / w / "figures").iterdir()) for w in ("0", "2"))
+    assert here and [p.name for p in here] == [p.name for p in there]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(here, there))
+
+
+def test_the_command_and_the_page_s_tables_import_no_plotting_or_scipy():
+    """matplotlib and scipy each take a second to import: the page's tables need neither
+    (figures are drawn by figures.py, which imports matplotlib when it draws), and
+    `cvbench --help` not even pandas."""
+    import subprocess
+    import sys
+
+    def imported(statement: str) -> set[str]:
+        code = f"import sys; {statement}; print(' '.join({{m.split('.')[0] for m in sys.modules}}))"
+        return set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  check=True).stdout.split())
+
+    assert not imported("import bench.cli") & {"pandas", "numpy", "matplotlib", "scipy", "jinja2"}
+    heavy = imported("import bench.report.html, bench.report.fleet, bench.report.sharing")
+    assert "pandas" in heavy and not heavy & {"matplotlib", "scipy"}

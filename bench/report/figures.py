@@ -9,12 +9,10 @@ canvas directly, without pyplot, so no global state or display is involved.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from bench import stats, units
 from bench.report import waterfall
@@ -32,6 +30,9 @@ from bench.report.data import (
     sequential_phases,
 )
 from bench.workloads import RESTING_FOOTPRINT, STARTUP_PROBE, with_role
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SIZE = (8, 4.5)  # inches
 DPI = 110
@@ -81,8 +82,8 @@ def phases_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     runtimes = [r for r in in_order(frame["runtime"])
                 if ((rows["runtime"] == r) & rows["metric"].isin(labels.values())).any()]
     height = max(SIZE[1], 1.5 + 0.8 * len(runtimes))
-    fig = Figure(figsize=(SIZE[0], height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = blank(figsize=(SIZE[0], height), dpi=DPI, layout="constrained")
+    _on_agg(fig)
     axes = fig.subplots(len(runtimes), 1, squeeze=False)[:, 0]
     colours = dict(zip(labels, palette(len(labels))))
     legend: dict[str, object] = {}
@@ -100,7 +101,7 @@ def phases_figure(frame: pd.DataFrame, path: Path) -> Path | None:
                 fontsize=8)
         ax.set_yticks([0], [runtime_label(runtime, emulated)])
         ax.set_xlim(0, max(left, total) * 1.25)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _seconds(v)))
+        ax.xaxis.set_major_formatter(formatter(lambda v, _: _seconds(v)))
         ax.grid(axis="x", alpha=0.3)
     axes[-1].set_xlabel("time since the launch call (each row on its own scale; medians, "
                         "all workloads)")
@@ -120,8 +121,8 @@ def waterfall_figure(frame: pd.DataFrame, path: Path, environment: dict | None =
     costs = {c.managed: c for c in waterfall.manager_costs(found, environment)}
     emulated = emulated_runtimes(frame)
     height = max(SIZE[1], 1.5 + 0.8 * len(found))
-    fig = Figure(figsize=(SIZE[0], height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = blank(figsize=(SIZE[0], height), dpi=DPI, layout="constrained")
+    _on_agg(fig)
     axes = fig.subplots(len(found), 1, squeeze=False)[:, 0]
     colours = dict(zip(waterfall.LAYERS, palette(len(waterfall.LAYERS))))
     legend: dict[str, object] = {}
@@ -141,8 +142,8 @@ def waterfall_figure(frame: pd.DataFrame, path: Path, environment: dict | None =
         ax.set_yticks([0], [f"{runtime_label(row.runtime, emulated)}\n"
                             f"{row.manager or 'no manager'}"], fontsize=8)
         ax.set_xlim(0, max(left, row.ready) * 1.6)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _seconds(v)))
+        ax.xaxis.set_major_locator(_max_n_locator(nbins=5))
+        ax.xaxis.set_major_formatter(formatter(lambda v, _: _seconds(v)))
         ax.grid(axis="x", alpha=0.3)
     axes[-1].set_xlabel("time since the launch call (each row on its own scale; medians of the "
                         "startup workloads)")
@@ -224,9 +225,37 @@ def cpu_figure(frame: pd.DataFrame, path: Path) -> Path | None:
 # -- drawing helpers ------------------------------------------------------------------
 
 
+def blank(**kwargs) -> Figure:
+    """A new matplotlib Figure. matplotlib is imported when the first figure is made, not
+    with this module: the page's tables need none of it (html.py draws in worker processes)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def _on_agg(fig: Figure):
+    """The figure on an Agg canvas: no pyplot, no display."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return FigureCanvasAgg(fig)
+
+
+def formatter(function):
+    """A tick formatter calling function(value, position)."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(function)
+
+
+def _max_n_locator(**kwargs):
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(**kwargs)
+
+
 def new_figure(panels: int, sharey: bool = False):
-    fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = blank(figsize=SIZE, dpi=DPI, layout="constrained")
+    _on_agg(fig)
     axes = fig.subplots(1, panels, sharey=sharey, squeeze=False)[0]
     return fig, list(axes)
 
@@ -236,7 +265,7 @@ def save(fig: Figure, path: Path) -> Path:
     engine of its own is laid out tight first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    canvas = FigureCanvasAgg(fig)  # drawn by Agg, whoever made the figure: no pyplot, no display
+    canvas = _on_agg(fig)  # drawn by Agg, whoever made the figure
     if fig.get_layout_engine() is None:
         fig.tight_layout()
     # What savefig writes, less its first pass: with a layout engine savefig draws the
@@ -319,8 +348,8 @@ def yerr_of(items, centre: str = "median") -> np.ndarray:
 def log_axis(ax) -> None:
     """A log y axis labelled in plain numbers, minor ticks at 2 and 5 of each decade."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(
+    ax.yaxis.set_major_formatter(formatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(formatter(
         lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v))) in (2, 5) else ""))
 
 

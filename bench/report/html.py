@@ -22,6 +22,7 @@ from bench import stats, units
 from bench.metrics import key_metrics, lookup
 from bench.report import figures, overhead, published, sharing, verdicts, waterfall
 from bench.report.contents import with_contents
+from bench.report.painter import Painter
 from bench.report.data import (
     baseline_runtime,
     complete,
@@ -83,14 +84,18 @@ def build_report(directory: Path) -> Path:
     # Victims beside an aggressor have the isolation section; every other view shows
     # instances that ran alone.
     alone = frame[aggressor_column(frame) == ""]
-    drawn = draw_figures(alone, directory / FIGURES_DIR, environment)
-    context = page_context(alone, environment, drawn)
-    context["verdicts"] = verdicts.all_verdicts(frame, environment)  # isolation needs both
-    context["min_n_claim"] = verdicts.MIN_N_CLAIM
-    context["workloads"] = workload_sections(alone, context, directory / FIGURES_DIR)
-    context["sections"] = sharing.sections(frame, directory / FIGURES_DIR, environment)
-    context["published"] = published.published_rows(alone, environment)
-    context["waterfall"] = waterfall_rows(alone, environment)
+    folder = directory / FIGURES_DIR
+    # The figures are drawn in worker processes while the tables are computed here; each
+    # is put on the page when the painter finishes, before the page is written (painter.py)
+    with Painter(alone, frame) as painter:
+        drawn = draw_figures(alone, folder, environment, painter)
+        context = page_context(alone, environment, drawn)
+        context["workloads"] = workload_sections(alone, context, folder, painter)
+        context["sections"] = sharing.sections(frame, folder, environment, painter)
+        context["verdicts"] = verdicts.all_verdicts(frame, environment)  # isolation needs both
+        context["min_n_claim"] = verdicts.MIN_N_CLAIM
+        context["published"] = published.published_rows(alone, environment)
+        context["waterfall"] = waterfall_rows(alone, environment)
     template = Environment(loader=FileSystemLoader(TEMPLATES),
                            autoescape=select_autoescape(["html"])).get_template(REPORT)
     page = with_contents(template.render(**context))
@@ -133,33 +138,48 @@ def _manager_cpu(w: waterfall.Waterfall) -> str:
     return f"{units.quantity(w.manager_cpu_s, 's')} ({w.manager_cpu_source})"
 
 
-def draw_figures(frame: pd.DataFrame, folder: Path, environment: dict | None = None) -> list[dict]:
-    """The figures there is data for; a stale PNG of one there is none for is removed."""
-    drawn = []
+def draw_figures(frame: pd.DataFrame, folder: Path, environment: dict | None = None,
+                 painter: Painter | None = None) -> list[dict]:
+    """The figures there is data for; a stale PNG of one there is none for is removed. With
+    a painter, the list is filled in when it finishes."""
+    painter = painter or Painter(workers=0)
+    drawn: list[dict] = []
     for spec in FIGURES:
         target = folder / spec.name
-        drawn_at = (spec.draw(frame, target, environment) if spec.with_environment
-                    else spec.draw(frame, target))
-        if drawn_at is None:
-            target.unlink(missing_ok=True)
-            continue
-        drawn.append({"src": f"{FIGURES_DIR}/{spec.name}", "caption": spec.caption(frame)})
+
+        def place(drawn_at: Path | None, spec: FigureSpec = spec, target: Path = target) -> None:
+            if drawn_at is None:
+                target.unlink(missing_ok=True)
+            else:
+                drawn.append({"src": f"{FIGURES_DIR}/{spec.name}", "caption": spec.caption(frame)})
+
+        painter.draw(spec.draw, frame, target, *([environment] if spec.with_environment else []),
+                     then=place)
     return drawn
 
 
-def workload_sections(frame: pd.DataFrame, context: dict, folder: Path) -> list[dict]:
-    """A section per workload with a main metric, each with its figure; stale figures go."""
+def workload_sections(frame: pd.DataFrame, context: dict, folder: Path,
+                      painter: Painter | None = None) -> list[dict]:
+    """A section per workload with a main metric, each with its figure (with a painter, put
+    in when it finishes); stale figures go."""
+    painter = painter or Painter(workers=0)
     emulated = set(context["emulated"]) | emulated_runtimes(frame)
     sections = overhead.workload_sections(frame, context["baseline"], emulated)
-    drawn = set()
+    names = {f"workload_{_safe(section['workload'])}.png" for section in sections}
+    for stale in folder.glob("workload_*.png") if folder.exists() else []:
+        if stale.name not in names:
+            stale.unlink()
     for section in sections:
         name = f"workload_{_safe(section['workload'])}.png"
-        if figures.workload_figure(frame, section["workload"], section["main"], folder / name):
-            section["figure"] = f"{FIGURES_DIR}/{name}"
-            drawn.add(name)
-    for stale in folder.glob("workload_*.png") if folder.exists() else []:
-        if stale.name not in drawn:
-            stale.unlink()
+
+        def place(drawn_at: Path | None, section: dict = section, name: str = name) -> None:
+            if drawn_at is None:
+                (folder / name).unlink(missing_ok=True)
+            else:
+                section["figure"] = f"{FIGURES_DIR}/{name}"
+
+        painter.draw(figures.workload_figure, frame, section["workload"], section["main"],
+                     folder / name, then=place)
     return sections
 
 

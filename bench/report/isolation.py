@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from bench import stats
 from bench.metrics import LOWER, lookup
 from bench.report.data import in_order, interval, measured, runtime_label
-from bench.report.figures import DPI, save
+from bench.report.figures import DPI, blank, save
 from bench.report.overhead import main_metrics, skipped
 from bench.results import aggressor_column
 
@@ -125,7 +124,7 @@ def figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:
         return None
     # The colour saturates at 100%: one wild cell must not wash out the others
     worst = min(100.0, max([abs(x.pct) for x in found if math.isfinite(x.pct)] + [10.0]))
-    fig = Figure(figsize=(1.6 * len(aggressors) + 2.5, (0.55 * len(runtimes) + 1.2) * len(victims)),
+    fig = blank(figsize=(1.6 * len(aggressors) + 2.5, (0.55 * len(runtimes) + 1.2) * len(victims)),
                  dpi=DPI, layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(victims), 1))
     for ax, victim in zip(axes, victims):

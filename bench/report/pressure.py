@@ -8,12 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 
 from bench import stats
 from bench.report.data import complete, in_order, metric_values, runtime_label
-from bench.report.figures import DPI, log_axis, save, tidy, yerr_of
+from bench.report.figures import DPI, blank, formatter, log_axis, save, tidy, yerr_of
 from bench.results import SKIPPED
 from bench.units import MiB, quantity
 
@@ -78,7 +76,7 @@ def burst_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
 
 def burst_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:
     ready = metric_values(frame, "burst.ready_s")
-    fig = Figure(figsize=(10, 4.5), dpi=DPI)
+    fig = blank(figsize=(10, 4.5), dpi=DPI)
     left, right = fig.subplots(1, 2)
     for r in in_order(ready["runtime"]):
         mine = ready[ready["runtime"] == r]
@@ -143,7 +141,7 @@ def limit_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
 
 def limit_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:
     rows = limit_records(frame)
-    fig = Figure(figsize=(10, 4.5), dpi=DPI)
+    fig = blank(figsize=(10, 4.5), dpi=DPI)
     left, right = fig.subplots(1, 2)
     colours: dict[str, str] = {}
     for metric, style in LIMIT_VIEWS:
@@ -162,7 +160,7 @@ def limit_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | 
         if len(target):
             right.axhline(target.iloc[0], color=line.get_color(), ls="--", lw=0.8)
     left.set_yscale("symlog", linthresh=1)  # a MemAvailable drop can be 0 or below
-    left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    left.yaxis.set_major_formatter(formatter(lambda v, _: f"{v:g}"))
     left.set_ylabel("MiB per instance")
     left.set_title("memory per instance: PSS, MemAvailable drop, cgroup")
     log_axis(right)
@@ -223,7 +221,7 @@ def warm_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | N
     runtimes = in_order(metric_values(frame, "startup.restore_s")["runtime"])
     if not runtimes:
         return None
-    fig = Figure(figsize=(10, 4.5), dpi=DPI)
+    fig = blank(figsize=(10, 4.5), dpi=DPI)
     left, right = fig.subplots(1, 2)
     for ax, pick in ((left, lambda r, metric, start: _warm(frame, r, metric)),
                      (right, lambda r, metric, start: _warm(frame, r, "warm.pss_after_ready_bytes",

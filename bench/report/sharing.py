@@ -7,17 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from bench import stats
 from bench.report import isolation, pressure
 from bench.report.data import emulated_runtimes, in_order, metric_values, runtime_label
-from bench.report.figures import DPI, save, tidy, yerr_of
+from bench.report.figures import DPI, blank, save, tidy, yerr_of
+from bench.report.painter import Painter
 from bench.units import MiB, quantity
 
 
-def sections(frame: pd.DataFrame, folder: Path, environment: dict | None = None) -> list[dict]:
-    """{title, finding, src, caption} per scenario kind the run has records of."""
+def sections(frame: pd.DataFrame, folder: Path, environment: dict | None = None,
+             painter: Painter | None = None) -> list[dict]:
+    """{title, finding, src, caption} per scenario kind the run has records of; with a
+    painter, src is filled in when it finishes."""
+    painter = painter or Painter(workers=0)
     emulated = emulated_runtimes(frame, environment)
     out = []
     for title, finding, draw, name, caption in (
@@ -37,9 +40,12 @@ def sections(frame: pd.DataFrame, folder: Path, environment: dict | None = None)
         if text is None:
             (folder / name).unlink(missing_ok=True)
             continue
-        drawn = draw(frame, folder / name, emulated)
-        out.append({"title": title, "finding": text,
-                    "src": f"{folder.name}/{name}" if drawn else None, "caption": caption})
+        out.append({"title": title, "finding": text, "src": None, "caption": caption})
+
+        def place(drawn: Path | None, section: dict = out[-1], name: str = name) -> None:
+            section["src"] = f"{folder.name}/{name}" if drawn else None
+
+        painter.draw(draw, frame, folder / name, emulated, then=place)
     return out
 
 
@@ -84,7 +90,7 @@ def storage_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
 
 def storage_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:
     disk = metric_values(frame, "storage.instance_disk_bytes")
-    fig = Figure(figsize=(10, 4.5), dpi=DPI)
+    fig = blank(figsize=(10, 4.5), dpi=DPI)
     left, right = fig.subplots(1, 2)
     labels, heights = [], []
     for r in in_order(disk["runtime"]):
@@ -194,7 +200,7 @@ def _stops(frame: pd.DataFrame) -> list[str]:
 
 def density_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:
     frame = fixed_counts(frame)
-    fig = Figure(figsize=(10, 4.5), dpi=DPI)
+    fig = blank(figsize=(10, 4.5), dpi=DPI)
     left, right = fig.subplots(1, 2)
     colours = {}
     for metric, style, ax in (("density.pss_per_instance_bytes", "-", left),
@@ -262,7 +268,7 @@ def allocation_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
 
 def allocation_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:
     rows = metric_values(frame, "alloc.paid_fraction")
-    fig = Figure(figsize=(8, 4.5), dpi=DPI)
+    fig = blank(figsize=(8, 4.5), dpi=DPI)
     ax = fig.subplots()
     colours = {}
     for phase, style in (("idle", "-"), ("touched", "--")):

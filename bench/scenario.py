@@ -34,7 +34,8 @@ TOP_LEVEL = {
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-OWN = {"reps": Param(int, None, "measured repetitions of this workload (default: the scenario's)"),
+OWN = {"runtimes": Param(list, None, "the runtimes this workload runs in (default: all)"),
+       "reps": Param(int, None, "measured repetitions of this workload (default: the scenario's)"),
        "warmup": Param(int, None, "warm-ups of this workload (default: the scenario's)")}
 
 
@@ -117,7 +118,16 @@ def load_scenario(path: str | Path) -> Scenario:
             if own.get(key) is not None and own[key] < least:
                 raise UserError(f"{file}: workloads.{name}.{key}: must be at least {least}, "
                                 f"got {own[key]}")
-        workloads.append(WorkloadSpec(name, base, params, own.get("reps"), own.get("warmup")))
+        only = own.get("runtimes")
+        if only is not None:
+            known = [r.name for r in runtimes]
+            unknown = [r for r in only if r not in known]
+            if unknown or not only:
+                raise UserError(f"{file}: workloads.{name}.runtimes: "
+                                + (f"not runtimes of the scenario: {unknown!r}" if unknown else "empty"),
+                                fix=f"choose from {', '.join(known)}")
+            only = tuple(only)
+        workloads.append(WorkloadSpec(name, base, params, own.get("reps"), own.get("warmup"), only))
 
     return Scenario(path=file, text=text, runtimes=tuple(runtimes), workloads=tuple(workloads),
                     mode=mode, mode_options=mode_options, **settings)

@@ -22,6 +22,10 @@ class WorkloadSpec:
     params: dict
     reps: int | None = None  # this workload's measured repetitions, when not the scenario's
     warmup: int | None = None  # and its warm-ups
+    runtimes: tuple[str, ...] | None = None  # the runtimes it runs in (None: every one)
+
+    def runs_in(self, runtime: "RuntimeSpec") -> bool:
+        return self.runtimes is None or runtime.name in self.runtimes
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,11 @@ class Scenario:
         return new
 
     def cells_of(self, runtime: RuntimeSpec) -> list["Cell"]:
-        """A runtime's cells: one per workload, or the one cell of a mode that builds its
-        own guest commands."""
-        return [Cell(w, runtime) for w in self.workloads] or [Cell.of_mode(self.mode, runtime)]
+        """A runtime's cells: one per workload that runs in it, or the one cell of a mode
+        that builds its own guest commands."""
+        if not self.workloads:
+            return [Cell.of_mode(self.mode, runtime)]
+        return [Cell(w, runtime) for w in self.workloads if w.runs_in(runtime)]
 
     def reps_of(self, workload: WorkloadSpec) -> int:
         return workload.reps or self.reps

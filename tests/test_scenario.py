@@ -132,6 +132,16 @@ def test_workload_reps_of_its_own(tmp_path):
         load_scenario(write(tmp_path, GOOD.replace("threads = 2", "threads = 2\nreps = 0")))
 
 
+def test_workload_in_some_runtimes_only(tmp_path):
+    s = load_scenario(write(tmp_path, GOOD.replace("threads = 2", 'threads = 2\nruntimes = ["runc"]')))
+    assert {step.cell.name for step in plan(s)} == {"noop@native", "noop@runc", "cpu-2@runc"}
+    assert [c.name for c in s.cells_of(s.runtimes[0])] == ["noop@native"]
+    for wrong, says in (('["crun"]', "not runtimes of the scenario: ['crun']"), ("[]", "empty"),
+                        ('"runc"', "expected list")):
+        with pytest.raises(UserError, match=re.escape(f"workloads.cpu-2.runtimes: {says}")):
+            load_scenario(write(tmp_path, GOOD.replace("threads = 2", f"threads = 2\nruntimes = {wrong}")))
+
+
 def test_workload_warmup_of_its_own(tmp_path):
     s = load_scenario(write(tmp_path, GOOD.replace("threads = 2", "threads = 2\nwarmup = 0\nreps = 1")))
     cpu2 = [step for step in plan(s) if step.cell.workload.name == "cpu-2"]

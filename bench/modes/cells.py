@@ -12,7 +12,7 @@ def plan(scenario: Scenario) -> list[Step]:
     """Warm-ups first; then runtimes interleaved within each repetition, so a slow drift
     of the host (heat, other load) spreads over all runtimes instead of biasing one.
     A workload with fewer repetitions (or warm-ups) of its own drops out of the later rounds."""
-    cells = [Cell(w, r) for w in scenario.workloads for r in scenario.runtimes]
+    cells = [Cell(w, r) for w in scenario.workloads for r in scenario.runtimes if w.runs_in(r)]
     warmups = [scenario.warmup_of(c.workload) for c in cells]
     totals = [w + scenario.reps_of(c.workload) for c, w in zip(cells, warmups)]
     if scenario.order == "blocked":

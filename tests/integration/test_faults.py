@@ -94,7 +94,7 @@ def test_signal_mid_run_cleans_up_and_keeps_records(tmp_path, sig, busy):
 
 def test_sigint_during_a_libvirt_domain_leaves_none(tmp_path):
     out = tmp_path / "run"
-    code, output, run_id = interrupt_run(["scenarios/smoke.toml", "--runtimes", "libvirt"], out,
+    code, output, run_id = interrupt_run(["scenarios/matrix.toml", "--runtimes", "libvirt"], out,
                                          _running_libvirt)
     assert code == 130, output
     assert leftovers(run_id) == []

@@ -1,4 +1,4 @@
-"""scenarios/smoke.toml end to end on the real engines: native, runc, runsc (Docker),
+"""scenarios/matrix.toml end to end on the real engines: native, runc, runsc (Docker),
 runc under Podman, runc and runsc on a bundle with no engine (oci), qemu (pc, and a microvm
 booted the fast way), and qemu's pc VM through libvirtd."""
 
@@ -37,7 +37,7 @@ def test_records_follow_the_schema(smoke):
     env = json.loads((out / "environment.json").read_text())
     for r in records(out):
         assert r["image"] == env["image"]["digest"]  # the same bytes everywhere
-        assert r["run"] == env["run"] and r["scenario"] == "smoke"
+        assert r["run"] == env["run"] and r["scenario"] == "matrix"
         assert re.fullmatch(r"[a-z]+(\.[a-z0-9_]+)+", r["metric"])
         assert r["unit"] in ("s", "ns", "bytes", "1/s", "bytes/s", "1")
         assert r["tags"]["cpus"] == 1 and r["tags"]["memory_mib"] == 512

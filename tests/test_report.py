@@ -313,3 +313,16 @@ def test_the_command_and_the_page_s_tables_import_no_plotting_or_scipy():
     assert not imported("import bench.cli") & {"pandas", "numpy", "matplotlib", "scipy", "jinja2"}
     heavy = imported("import bench.report.html, bench.report.fleet, bench.report.sharing")
     assert "pandas" in heavy and not heavy & {"matplotlib", "scipy"}
+
+
+def test_a_workload_asked_of_some_runtimes_is_missing_only_there():
+    import pandas as pd
+
+    from bench.report.html import missing_cells
+
+    text = ('[runtimes.native]\nkind = "native"\n[runtimes.runc]\nkind = "docker"\n'
+            '[workloads.noop]\n[workloads.fork]\nruntimes = ["native"]\n')
+    environment = {"scenario_text": text, "runtimes": {"native": {}, "runc": {}}}
+    frame = pd.DataFrame({"cell": ["noop@native", "noop@runc"], "runtime": ["native", "runc"],
+                          "warmup": [False, False]})
+    assert missing_cells(frame, environment) == ["fork@native"]

@@ -285,14 +285,15 @@ def _is_memory(frame: pd.DataFrame) -> pd.Series:
 
 
 def missing_cells(frame: pd.DataFrame, environment: dict) -> list[str]:
-    """Cells the scenario asked for with no record beyond warm-ups (an interrupted run)."""
+    """Cells the scenario asked for with no record beyond warm-ups (an interrupted run): a
+    workload in every runtime, or in those it names."""
     try:
-        workloads = list(tomllib.loads(environment.get("scenario_text") or "").get("workloads", {}))
+        workloads = tomllib.loads(environment.get("scenario_text") or "").get("workloads", {})
     except tomllib.TOMLDecodeError:
         return []
     seen = set(frame.loc[~frame["warmup"].eq(True), "cell"])
-    return [f"{w}@{r}" for w in workloads for r in runtime_order(frame, environment)
-            if f"{w}@{r}" not in seen]
+    return [f"{w}@{r}" for w, table in workloads.items() for r in runtime_order(frame, environment)
+            if f"{w}@{r}" not in seen and r in table.get("runtimes", [r])]
 
 
 def runtime_order(frame: pd.DataFrame, environment: dict) -> list[str]:

@@ -8,8 +8,9 @@ seed so that a report rebuilt from the same records shows the same numbers.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -58,12 +59,20 @@ class Ratio:
 
 def clean(values: Iterable[float | None]) -> np.ndarray:
     """The finite values as a float array: a failed measurement (None, nan) is no value."""
-    array = np.array([np.nan if v is None else v for v in values], dtype=float)
+    array = _floats(values)
     return array[np.isfinite(array)]
 
 
+def _floats(values: Iterable[float | None]) -> np.ndarray:
+    """values as a float array, None as nan."""
+    if isinstance(getattr(values, "dtype", None), np.dtype) and values.dtype.kind in "fiu":
+        return np.array(values, dtype=float)  # numbers already (an array, a Series): no None
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
 def summary(values: Iterable[float | None], resamples: int = RESAMPLES, seed: int = SEED,
-            confidence: float = CONFIDENCE) -> Summary:
+            confidence: float = CONFIDENCE, interval: bool = True) -> Summary:
+    """interval=False skips the bootstrap (ci_* nan): for a caller that shows no interval."""
     x = clean(values)
     n = len(x)
     if n == 0:
@@ -74,8 +83,10 @@ def summary(values: Iterable[float | None], resamples: int = RESAMPLES, seed: in
     stdev = float(np.std(x, ddof=1)) if n > 1 else math.nan
     p5, p95 = (float(p) for p in np.percentile(x, [5, 95]))
     ci_low = ci_high = math.nan
-    if n >= MIN_N_FOR_CI:
-        ci_low, ci_high = _bootstrap_ci(_bootstrap_medians(x, resamples, _rng(seed)), confidence)
+    if n >= MIN_N_FOR_CI and interval:
+        ci_low, ci_high = _remembered(
+            ("median", _key(x), resamples, seed, confidence),
+            lambda: _bootstrap_ci(_bootstrap_medians(x, resamples, _rng(seed)), confidence))
     return Summary(n, median, mean, stdev, _cv(stdev, mean), p5, p95, ci_low, ci_high)
 
 
@@ -95,13 +106,18 @@ def ratio_ci(values: Iterable[float | None], baseline_values: Iterable[float | N
     ratio = float(np.median(x) / np.median(base))
     if n < MIN_N_FOR_CI:
         return Ratio(ratio, math.nan, math.nan, n)
-    rng = _rng(seed)
-    numerators = _bootstrap_medians(x, resamples, rng)
-    denominators = _bootstrap_medians(base, resamples, rng)
-    usable = denominators != 0  # a zero-median resample has no ratio; drop it, not the interval
-    if not usable.any():
-        return Ratio(ratio, math.nan, math.nan, n)
-    ci_low, ci_high = _bootstrap_ci(numerators[usable] / denominators[usable], confidence)
+
+    def interval() -> tuple[float, float]:
+        rng = _rng(seed)
+        numerators = _bootstrap_medians(x, resamples, rng)
+        denominators = _bootstrap_medians(base, resamples, rng)
+        usable = denominators != 0  # a zero-median resample has no ratio; drop it, not the interval
+        if not usable.any():
+            return math.nan, math.nan
+        return _bootstrap_ci(numerators[usable] / denominators[usable], confidence)
+
+    ci_low, ci_high = _remembered(("ratio", _key(x), _key(base), resamples, seed, confidence),
+                                  interval)
     return Ratio(ratio, ci_low, ci_high, n)
 
 
@@ -127,9 +143,15 @@ def difference_ci(values: Iterable[float | None], baseline_values: Iterable[floa
     difference = float(np.median(x) - np.median(base))
     if n < MIN_N_FOR_CI:
         return Difference(difference, math.nan, math.nan, n)
-    rng = _rng(seed)
-    spread = _bootstrap_medians(x, resamples, rng) - _bootstrap_medians(base, resamples, rng)
-    return Difference(difference, *_bootstrap_ci(spread, confidence), n)
+
+    def interval() -> tuple[float, float]:
+        rng = _rng(seed)
+        spread = _bootstrap_medians(x, resamples, rng) - _bootstrap_medians(base, resamples, rng)
+        return _bootstrap_ci(spread, confidence)
+
+    ci_low, ci_high = _remembered(
+        ("difference", _key(x), _key(base), resamples, seed, confidence), interval)
+    return Difference(difference, ci_low, ci_high, n)
 
 
 def mad_outliers(values: Iterable[float | None], threshold: float = 3.5) -> np.ndarray:
@@ -139,7 +161,7 @@ def mad_outliers(values: Iterable[float | None], threshold: float = 3.5) -> np.n
     values are equal the MAD is zero; the mean absolute deviation takes its place,
     and when that is zero too all values are equal and none is an outlier.
     """
-    raw = np.array([np.nan if v is None else v for v in values], dtype=float)
+    raw = _floats(values)
     mask = np.zeros(len(raw), dtype=bool)
     finite = np.isfinite(raw)
     x = raw[finite]
@@ -183,7 +205,26 @@ def _rng(seed: int) -> np.random.Generator:
 
 def _bootstrap_medians(x: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
     indices = rng.integers(0, len(x), size=(resamples, len(x)))
-    return np.median(x[indices], axis=1)
+    return np.median(x[indices], axis=1, overwrite_input=True)  # x[indices] is a copy already
+
+
+# A report asks for the same interval several times (the summary table, the workload's
+# section, its figure): each is computed once. Seeded, an interval depends on nothing but
+# its arguments, so the one remembered is the one that would be computed.
+_REMEMBERED: dict = {}
+_REMEMBER_AT_MOST = 1024
+
+
+def _key(x: np.ndarray) -> tuple[int, bytes]:
+    return len(x), hashlib.blake2b(x.tobytes(), digest_size=16).digest()
+
+
+def _remembered(key: tuple, compute: Callable[[], tuple[float, float]]) -> tuple[float, float]:
+    if key not in _REMEMBERED:
+        if len(_REMEMBERED) >= _REMEMBER_AT_MOST:
+            del _REMEMBERED[next(iter(_REMEMBERED))]  # the oldest
+        _REMEMBERED[key] = compute()
+    return _REMEMBERED[key]
 
 
 def _bootstrap_ci(estimates: np.ndarray, confidence: float) -> tuple[float, float]:

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from bench import stats
 from bench.stats import Ratio, is_noisy, mad_outliers, ratio_ci, suggested_reps, summary
 
 
@@ -143,3 +144,26 @@ def test_suggested_reps_stays_between_one_more_and_the_cap():
     assert suggested_reps(0.5) == 200  # 2401 asked for: the host is the problem
     assert suggested_reps(math.inf) == 200
     assert suggested_reps(math.nan, n=2) == 3
+
+
+def test_an_interval_asked_for_again_is_the_one_computed_afresh(monkeypatch):
+    values, baseline = [1.0, 1.4, 1.1, 1.3, 2.0, 1.2], [1.0, 0.9, 1.1, 1.05, 0.95]
+    first = (stats.summary(values), stats.ratio_ci(values, baseline),
+             stats.difference_ci(values, baseline))
+    monkeypatch.setattr(stats, "_REMEMBERED", {})
+    assert (stats.summary(values), stats.ratio_ci(values, baseline),
+            stats.difference_ci(values, baseline)) == first
+    # other values, or another seed, are another interval, not the one remembered
+    others = (stats.summary(values, seed=1), stats.ratio_ci(baseline, values),
+              stats.summary(values[:-1]))
+    monkeypatch.setattr(stats, "_REMEMBERED", {})
+    assert (stats.summary(values, seed=1), stats.ratio_ci(baseline, values),
+            stats.summary(values[:-1])) == others
+
+
+def test_a_summary_without_interval_skips_only_the_bootstrap():
+    values = [1.0, 1.4, 1.1, 1.3, 2.0, 1.2]
+    full, bare = stats.summary(values), stats.summary(values, interval=False)
+    assert math.isnan(bare.ci_low) and math.isnan(bare.ci_high)
+    assert (bare.n, bare.median, bare.mean, bare.stdev, bare.cv) == (full.n, full.median, full.mean,
+                                                                     full.stdev, full.cv)

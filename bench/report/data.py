@@ -57,6 +57,14 @@ def in_order(column: pd.Series) -> list:
     return list(dict.fromkeys(column.dropna()))
 
 
+def split(frame: pd.DataFrame, *columns: str) -> dict:
+    """frame's rows per distinct value of columns (a tuple of values for several), each part in
+    frame's order: one pass over the frame, not a comparison over all of it per value."""
+    if frame.empty:
+        return {}
+    return dict(list(frame.groupby(list(columns) if len(columns) > 1 else columns[0], sort=False)))
+
+
 def map_distinct(column: pd.Series, function: Callable) -> pd.Series:
     """column.map(function), calling function once per distinct value: a run has a handful of
     kinds and runtimes, and up to 100k records."""

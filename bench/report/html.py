@@ -31,6 +31,7 @@ from bench.report.data import (
     interval,
     memory_workload,
     runtime_label,
+    split,
 )
 from bench.results import SKIPPED, aggressor_column, load_frame, read_environment
 from bench.workloads import STARTUP_PROBE, roles_of
@@ -308,13 +309,14 @@ def runtime_order(frame: pd.DataFrame, environment: dict) -> list[str]:
 def summary_cells(frame: pd.DataFrame, baseline: str | None, emulated: set[str]) -> list[dict]:
     """One entry per cell (workload@runtime) in run order, with a row per key metric it has."""
     counted = frame[~frame["warmup"].eq(True)]
+    by_cell = split(counted, "workload", "runtime")
     cells = []
     for workload in in_order(frame["workload"]):
         for runtime in in_order(frame["runtime"]):
-            mine = counted[(counted["workload"] == workload) & (counted["runtime"] == runtime)]
-            if mine.empty:
+            mine = by_cell.get((workload, runtime))
+            if mine is None:
                 continue
-            native = counted[(counted["workload"] == workload) & (counted["runtime"] == baseline)]
+            native = by_cell.get((workload, baseline), counted.iloc[0:0])
             rows = [metric_row(info.name, mine, native, runtime == baseline)
                     for info in key_metrics() if (mine["metric"] == info.name).any()]
             if rows:  # a mode's cell (density@runc) has its own section instead
@@ -363,13 +365,13 @@ def unstable_cells(frame: pd.DataFrame, emulated: set[str]) -> list[dict]:
     that would bring the 95% CI of its mean to +-2%."""
     counted = frame[~frame["warmup"].eq(True) & frame["value"].notna()]
     failing = set(frame.loc[frame["error"].notna() & ~_is_memory(frame), "runtime"])
+    by_metric = split(counted, "workload", "runtime", "metric")
     out = []
     for workload, runtime, metric in product(in_order(counted["workload"]),
                                              in_order(counted["runtime"]),
                                              [info.name for info in key_metrics()]):
-        values = counted.loc[(counted["workload"] == workload) & (counted["runtime"] == runtime)
-                             & (counted["metric"] == metric), "value"]
-        summary = stats.summary(values)
+        values = by_metric.get((workload, runtime, metric), counted.iloc[0:0])["value"]
+        summary = stats.summary(values, interval=False)  # the CV is shown here, no interval
         if not stats.is_noisy(summary):
             continue
         outliers = int(stats.mad_outliers(values).sum())

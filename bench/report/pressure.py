@@ -181,17 +181,25 @@ WARM_CAPTION = (
     "The restored agent reads its workload only after the restore.")
 
 STARTS = (("startup.ready_s", "cold", "#4c72b0"), ("startup.restore_s", "warm", "#dd8452"))
+CELL = "warm"  # the warm mode's cell, warm@RUNTIME (bench/modes/warm.py)
 
 
 def _warm(frame: pd.DataFrame, runtime: str, metric: str, start: str | None = None) -> np.ndarray:
     rows = metric_values(frame, metric)
-    rows = rows[(rows["runtime"] == runtime) & (rows["workload"] == "warm")]
+    rows = rows[(rows["runtime"] == runtime) & (rows["workload"] == CELL)]
     if start is not None and "tag.start" in rows:
         rows = rows[rows["tag.start"] == start]
     return rows["value"].to_numpy(float)
 
 
+def _warm_mode(frame: pd.DataFrame) -> pd.DataFrame:
+    """The warm mode's records: cells of a run with warm_workloads restore too, but they
+    measure their workload, not cold against warm."""
+    return frame[frame["workload"] == CELL] if not frame.empty else frame
+
+
 def warm_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
+    frame = _warm_mode(frame)
     restored = metric_values(frame, "startup.restore_s")
     skipped = _skipped(frame, "startup.restore_s")
     if restored.empty and not skipped:
@@ -218,6 +226,7 @@ def warm_finding(frame: pd.DataFrame, emulated: set[str]) -> str | None:
 
 
 def warm_figure(frame: pd.DataFrame, path: Path, emulated: set[str]) -> Path | None:
+    frame = _warm_mode(frame)
     runtimes = in_order(metric_values(frame, "startup.restore_s")["runtime"])
     if not runtimes:
         return None

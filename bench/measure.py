@@ -15,7 +15,8 @@ from bench.hostclient import free_port, run_round
 from bench.results import SKIPPED
 from bench.runtimes import Limits, Runtime
 from bench.spec import Step
-from bench.workloads import CATALOGUE, NO_NEEDS, Workload
+from bench.workloads import (CATALOGUE, LONG_LIVED, NO_NEEDS, RESTING_FOOTPRINT, STARTUP_PROBE,
+                             Workload)
 
 # After the host's last round a serving instance ends by itself within seconds.
 SERVER_EXIT_GRACE_S = 30.0
@@ -132,10 +133,14 @@ def measure_cell(session, runtime: Runtime, step: Step, extra_tags: dict) -> tup
 
 def starts_warm(scenario, runtime: Runtime, workload: Workload, needs) -> bool:
     """Whether a cell's instances start from a snapshot: in a VM (where a cold boot costs
-    seconds to minutes under emulation), for a workload whose numbers are its own (no start
-    nor footprint measured: no role) and that needs nothing beyond a root."""
-    return (scenario.warm_workloads and runtime.traits.isolation == "vm" and not workload.roles
-            and needs == NO_NEEDS)
+    seconds to minutes under emulation), for a workload that needs nothing beyond a root and
+    whose numbers are its own: neither the startup probe nor the run's footprint (a long-lived
+    workload is that where no resting one runs)."""
+    if not (scenario.warm_workloads and runtime.traits.isolation == "vm" and needs == NO_NEEDS):
+        return False
+    resting = any(RESTING_FOOTPRINT in CATALOGUE[w.workload].roles for w in scenario.workloads)
+    footprint = {RESTING_FOOTPRINT} | (set() if resting else {LONG_LIVED})
+    return not set(workload.roles) & ({STARTUP_PROBE} | footprint)
 
 
 def _measure_instance(session, workload: Workload, params: dict, inst, outcome: Outcome,

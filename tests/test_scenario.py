@@ -170,3 +170,28 @@ def test_names_that_could_climb_out_of_a_folder_are_refused(tmp_path, toml, key)
     path.write_text(toml)
     with pytest.raises(UserError, match=re.escape(f"{path}: {key}: ") + ".* is not a name cvbench can use"):
         load_scenario(path)
+
+
+@pytest.mark.parametrize("path, warm", [
+    ("scenarios/default.toml", ["cpu", "memory", "cache", "syscall", "fork"]),  # idle: footprint
+    ("scenarios/matrix.toml", ["memory", "syscall", "fork"]),  # no idle: cpu is the footprint
+    ("scenarios/smoke.toml", []),  # warm_workloads off
+])
+def test_which_vm_cells_start_from_a_snapshot(path, warm):
+    from bench.measure import starts_warm
+    from bench.runtimes.docker import DockerRuntime
+    from bench.runtimes.qemu import QemuRuntime
+    from bench.workloads import CATALOGUE
+
+    scenario = load_scenario(REPO / path)
+
+    def warm_in(kind):
+        found = []
+        for w in scenario.workloads:
+            entry = CATALOGUE[w.workload]
+            if starts_warm(scenario, kind, entry, entry.needs(entry.resolve(w.params))):
+                found.append(w.name)
+        return found
+
+    assert warm_in(QemuRuntime) == warm
+    assert warm_in(DockerRuntime) == []  # a container starts in a blink: it never restores

@@ -1,5 +1,6 @@
 """Sessions: bench (default scenario + report), tests, regress (CI gate), benchmarks
-(pytest-benchmark), report, lab (a systemd + cgroup v2 + KVM host in a VM), lint.
+(pytest-benchmark), harness (cvbench's own cost), report, lab (a systemd + cgroup v2 + KVM
+host in a VM), lint.
 
 Each session first brings the host up (python -m bench.hostsetup): on a Debian-family
 host as root it installs docker.io, runsc, QEMU and the image tools and starts dockerd;
@@ -58,6 +59,15 @@ def benchmarks(session):
     session.install("-e", ".[test]")
     _setup_host(session)
     session.run("pytest", "benchmarks", *session.posargs)
+
+
+@nox.session
+def harness(session):
+    """cvbench's own cost: each thing it does timed beside the same work without it
+    (benchmarks/harness.py); pass its flags after --, e.g. --scenarios smoke,default."""
+    session.install("-e", ".")
+    session.run("python", "-m", "bench.hostsetup", "--harness")  # and hyperfine
+    session.run("python", "benchmarks/harness.py", *session.posargs)
 
 
 @nox.session

@@ -18,8 +18,10 @@ from bench.runtimes import KINDS
 
 #: Debian package -> a program it provides: the guest image's tools
 IMAGE_PACKAGES = {"mmdebstrap": "mmdebstrap", "e2fsprogs": "mke2fs"}
-#: and what the tests open the report with (python -m bench.hostsetup --tests)
-TEST_PACKAGES = {"chromium": "chromium", "chromium-driver": "chromedriver"}
+#: Asked for by flag: what the tests open the report with (--tests), what the harness
+#: benchmark times cvbench against (--harness)
+FLAG_PACKAGES = {"--tests": {"chromium": "chromium", "chromium-driver": "chromedriver"},
+                 "--harness": {"hyperfine": "hyperfine"}}
 
 
 def missing_packages(recommends: bool | None = None) -> list[str]:
@@ -33,11 +35,12 @@ def missing_packages(recommends: bool | None = None) -> list[str]:
             and (recommends is None or getattr(kinds_of.get(pkg), "RECOMMENDS", True) == recommends)]
 
 
-def ensure_host(tests: bool = False) -> None:
+def ensure_host(flags: tuple[str, ...] = ()) -> None:
     for recommends in (True, False):
         if missing := missing_packages(recommends):
             install_packages(missing, recommends)
-    if tests and (missing := [p for p, program in TEST_PACKAGES.items() if not shutil.which(program)]):
+    wanted = {p: program for flag in flags for p, program in FLAG_PACKAGES[flag].items()}
+    if missing := [p for p, program in wanted.items() if not shutil.which(program)]:
         install_packages(missing)
     for kind in KINDS.values():
         kind.set_up_host()
@@ -46,7 +49,7 @@ def ensure_host(tests: bool = False) -> None:
 
 def main() -> int:
     try:
-        ensure_host(tests="--tests" in sys.argv[1:])
+        ensure_host(tuple(flag for flag in FLAG_PACKAGES if flag in sys.argv[1:]))
     except UserError as exc:
         print(f"cvbench setup: {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -57,19 +58,26 @@ def scenario(folder: Path, name: str, kind: str, reps: int, extra: str = "") -> 
     return path
 
 
+def run(argv: list[str]) -> None:
+    """A command that must succeed; if it does not, stop and say what it said."""
+    result = subprocess.run(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"harness: {' '.join(map(str, argv))} exited {result.returncode}: "
+                         f"{result.stderr.strip()[-600:]}")
+
+
 def timed(argv: list[str]) -> float:
     """Wall-clock seconds of a whole command, which must succeed."""
     start = time.perf_counter()
-    subprocess.run(argv, check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run(argv)
     return time.perf_counter() - start
 
 
 def hyperfine_median(command: str, runs: int, warmup: int, scratch: Path) -> float:
     """hyperfine's median of command, run without a shell (-N), in seconds."""
     export = scratch / "hyperfine.json"
-    subprocess.run(["hyperfine", "-N", "--warmup", str(warmup), "--runs", str(runs),
-                    "--export-json", str(export), command], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run(["hyperfine", "-N", "--warmup", str(warmup), "--runs", str(runs), "--export-json",
+         str(export), command])
     return statistics.median(json.loads(export.read_text())["results"][0]["times"])
 
 
@@ -81,13 +89,13 @@ def medians(folder: Path, metric: str) -> float:
 
 def native_row(scratch: Path) -> dict:
     """The native baseline's launch to gone, against the bare command at hyperfine's pace."""
-    run = scratch / "native"
-    subprocess.run([*CVBENCH, "run", str(scenario(scratch, "native", "native", 30)), "--out",
-                    str(run), "--no-report"], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-    image = load_cached(read_environment(run)["image"]["key"])
+    folder = scratch / "native"
+    run([*CVBENCH, "run", str(scenario(scratch, "native", "native", 30)), "--out", str(folder),
+         "--no-report"])
+    image = load_cached(read_environment(folder)["image"]["key"])
     floor = hyperfine_median(f"unshare -mpf --mount-proc chroot {image.root} {AGENT_PATH} true",
                              runs=30, warmup=3, scratch=scratch)
-    ours = medians(run, "startup.exit_s")
+    ours = medians(folder, "startup.exit_s")
     return {"what": "native noop, launch to gone (median of 30)",
             "cvbench": f"{ours * 1e3:.1f} ms",
             "without": f"`unshare -mpf --mount-proc chroot ROOT {AGENT_PATH} true`, "
@@ -99,12 +107,12 @@ def runc_rows(scratch: Path, image) -> list[dict]:
     """11 runc starts as a whole command each way, interleaved; then that run's report."""
     toml = scenario(scratch, "runc", "docker", 10, 'oci_runtime = "runc"\n')
     docker_run = f"docker run --rm --network none {image.docker_tag} true"
-    ours, theirs, run = [], [], scratch / "runc-0"
+    ours, theirs, folder = [], [], scratch / "runc-0"
     for i in range(TIMES):
-        run = scratch / f"runc-{i}"
-        ours.append(timed([*CVBENCH, "run", str(toml), "--out", str(run), "--no-report"]))
+        folder = scratch / f"runc-{i}"
+        ours.append(timed([*CVBENCH, "run", str(toml), "--out", str(folder), "--no-report"]))
         theirs.append(timed(["hyperfine", "-N", "--warmup", "1", "--runs", "10", docker_run]))
-    report = [timed([*CVBENCH, "report", str(run)]) for _ in range(TIMES)]
+    report = [timed([*CVBENCH, "report", str(folder)]) for _ in range(TIMES)]
     floor = [timed([*CVBENCH, "--help"]) for _ in range(TIMES)]
     ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
     report_s = statistics.median(report)
@@ -154,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="record counts of the report's growth curve (empty: none)")
     parser.add_argument("--scenarios", default="", help="shipped scenarios to time whole, e.g. smoke,default")
     args = parser.parse_args(argv)
+    if not shutil.which("hyperfine"):
+        raise SystemExit("harness: hyperfine not found: python -m bench.hostsetup --harness "
+                         "(or apt-get install hyperfine)")
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="harness-") as scratch:

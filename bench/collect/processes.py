@@ -61,17 +61,6 @@ def cpu_seconds_of(pids: Iterable[int]) -> float:
     return total
 
 
-def find_ancestor(pid: int, name_prefix: str) -> int | None:
-    """The nearest ancestor whose name starts with name_prefix (a container's shim)."""
-    try:
-        for parent in psutil.Process(pid).parents():
-            if parent.name().startswith(name_prefix):
-                return parent.pid
-    except psutil.NoSuchProcess:
-        pass
-    return None
-
-
 def find_by_cmdline(name_prefix: str, needle: str) -> int | None:
     """A process whose name starts with name_prefix and whose command line holds needle.
     Read from /proc, names first: it runs in every container's launch, and psutil reading

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from bench.collect.cgroups import Cgroup
-from bench.collect.processes import find_ancestor
+from bench.collect.processes import find_by_cmdline
 from bench.collect.sampler import Sampler
 
 pytestmark = pytest.mark.integration
@@ -37,12 +37,10 @@ def container_instance():
     from bench.images import ensure_image
 
     tag = f"cvbench/guest:{ensure_image().key}"
-    subprocess.run(["docker", "run", "-d", "--name", name, "--label", "cvbench.run=bench",
-                    "--cgroup-parent", "/" + relpath, tag, "sleep", "120"], check=True,
-                   capture_output=True)
-    pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", name],
-                             capture_output=True, text=True).stdout)
-    yield group, [find_ancestor(pid, "containerd-shim")]
+    container = subprocess.run(["docker", "run", "-d", "--name", name, "--label", "cvbench.run=bench",
+                                "--cgroup-parent", "/" + relpath, tag, "sleep", "120"], check=True,
+                               capture_output=True, text=True).stdout.strip()
+    yield group, [find_by_cmdline("containerd-shim", container)]
     subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     group.remove()
     Cgroup.create(f"cvbench/bench-{os.getpid()}").remove()

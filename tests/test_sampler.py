@@ -125,16 +125,18 @@ def test_summarise_a_sample_only_before_ready_gives_a_peak_but_no_steady_value()
 
 def test_find_by_cmdline_matches_name_and_command_line_of_a_live_process():
     # A real process: its name (comm) and a word of its command line, as a shim's "-id ID"
+    import os
     import subprocess
 
     from bench.collect.processes import find_by_cmdline
 
-    process = subprocess.Popen(["sleep", "30.123456"])
+    mine = f"30.{os.getpid()}"  # no other test run's sleep has it
+    process = subprocess.Popen(["sleep", mine])
     try:
-        assert find_by_cmdline("sleep", "30.123456") == process.pid
-        assert find_by_cmdline("sleep", "30.654321") is None
-        assert find_by_cmdline("containerd-shim", "30.123456") is None
+        assert find_by_cmdline("sleep", mine) == process.pid
+        assert find_by_cmdline("sleep", mine + "1") is None
+        assert find_by_cmdline("containerd-shim", mine) is None
     finally:
         process.kill()
         process.wait()
-    assert find_by_cmdline("sleep", "30.123456") is None
+    assert find_by_cmdline("sleep", mine) is None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bench.agent import Ready
 from bench.collect.sampler import Sampler, summarise
@@ -104,7 +104,8 @@ def measure_cell(session, runtime: Runtime, step: Step, extra_tags: dict) -> tup
         params = dict(params, port=port, bind=runtime.serve_bind(needs))
         tags["net_path"] = runtime.net_path(needs)
     limits = Limits(scenario.cpus, scenario.memory_mib)
-    snapshot = session.snapshot_of(runtime, limits) if starts_warm(scenario, runtime, workload, needs) else None
+    snapshot = (session.snapshot_of(runtime, limits, needs)
+                if starts_warm(scenario, runtime, workload, needs) else None)
     if scenario.warm_workloads:
         tags["start"] = "warm" if snapshot else "cold"
     engine = runtime.engine
@@ -133,10 +134,11 @@ def measure_cell(session, runtime: Runtime, step: Step, extra_tags: dict) -> tup
 
 def starts_warm(scenario, runtime: Runtime, workload: Workload, needs) -> bool:
     """Whether a cell's instances start from a snapshot: in a VM (where a cold boot costs
-    seconds to minutes under emulation), for a workload that needs nothing beyond a root and
-    whose numbers are its own: neither the startup probe nor the run's footprint (a long-lived
-    workload is that where no resting one runs)."""
-    if not (scenario.warm_workloads and runtime.traits.isolation == "vm" and needs == NO_NEEDS):
+    seconds to minutes under emulation), for a workload that needs no network or volume of
+    its own (its root disk, yes) and whose numbers are its own: neither the startup probe nor
+    the run's footprint (a long-lived workload is that where no resting one runs)."""
+    if not (scenario.warm_workloads and runtime.traits.isolation == "vm"
+            and replace(needs, scratch=False) == NO_NEEDS):
         return False
     resting = any(RESTING_FOOTPRINT in CATALOGUE[w.workload].roles for w in scenario.workloads)
     footprint = {RESTING_FOOTPRINT} | (set() if resting else {LONG_LIVED})

@@ -24,6 +24,7 @@ from bench.results import Record, RecordStore, host_environment, write_environme
 from bench.runtimes import KINDS, Limits, RunContext, Runtime
 from bench.runtimes.base import Snapshot
 from bench.spec import RuntimeSpec, Scenario, Step
+from bench.workloads import Needs
 
 WORKDIR = Path("/var/tmp/cvbench")
 
@@ -61,7 +62,7 @@ class Session:
         self.runtimes: dict[str, Runtime] = {}
         self.context: RunContext | None = None
         self._seq = 0
-        self._snapshots: dict[str, Snapshot | None] = {}
+        self._snapshots: dict[tuple[str, Needs], Snapshot | None] = {}
 
     # -- what the modes use -------------------------------------------------------------
 
@@ -95,21 +96,26 @@ class Session:
         self._seq += 1
         return f"cvbench-{self.run_id.lower()}-{self._seq}"
 
-    def snapshot_of(self, runtime: Runtime, limits: Limits) -> Snapshot | None:
-        """The runtime's snapshot for warm workload cells: taken at its first use, kept in
-        the scratch folder until the run ends. None where it cannot restore (said once:
-        those cells start cold, and their records say so)."""
-        if runtime.name not in self._snapshots:
+    def snapshot_of(self, runtime: Runtime, limits: Limits, needs: Needs) -> Snapshot | None:
+        """The runtime's snapshot for warm workload cells with these needs (a disk workload's
+        root bypasses the host's page cache): taken at its first use, kept in the scratch
+        folder until the run ends. None where it cannot restore (said once: those cells
+        start cold, and their records say so)."""
+        key = (runtime.name, needs)
+        if key not in self._snapshots:
             snapshot, why = None, runtime.cannot_restore()
             if why is None:
                 try:
-                    snapshot = runtime.snapshot(limits, self.instance_name(), self.scenario.timeout_s)
+                    snapshot = runtime.snapshot(limits, self.instance_name(), self.scenario.timeout_s,
+                                                needs)
                 except Exception as exc:  # its cells start cold; the run goes on
                     why = f"snapshot failed: {type(exc).__name__}: {exc}"
-            say(f"  {runtime.name}: workload cells start cold: {why}" if why else
-                f"  {runtime.name}: snapshot for warm workload cells in {snapshot.seconds:.1f} s")
-            self._snapshots[runtime.name] = snapshot
-        return self._snapshots[runtime.name]
+            if why and not any(name == runtime.name for name, _ in self._snapshots):
+                say(f"  {runtime.name}: workload cells start cold: {why}")
+            elif not why:
+                say(f"  {runtime.name}: snapshot for warm workload cells in {snapshot.seconds:.1f} s")
+            self._snapshots[key] = snapshot
+        return self._snapshots[key]
 
     def record(self, step: Step, tags: dict, value: Value) -> Record:
         """A record of one value. Every record carries the run's limits and host shape; the

@@ -173,8 +173,10 @@ def test_names_that_could_climb_out_of_a_folder_are_refused(tmp_path, toml, key)
 
 
 @pytest.mark.parametrize("path, warm", [
-    ("scenarios/default.toml", ["cpu", "memory", "cache", "syscall", "fork"]),  # idle: footprint
-    ("scenarios/matrix.toml", ["memory", "syscall", "fork"]),  # no idle: cpu is the footprint
+    # idle gives the footprint; a disk workload's root, yes, its own network or volume, no
+    ("scenarios/default.toml", ["cpu", "memory", "cache", "syscall", "fork", "disk-randread",
+                                "disk-seqwrite"]),
+    ("scenarios/matrix.toml", ["memory", "syscall", "fork", "disk"]),  # no idle: cpu is it
     ("scenarios/smoke.toml", []),  # warm_workloads off
 ])
 def test_which_vm_cells_start_from_a_snapshot(path, warm):

@@ -74,6 +74,7 @@ class Snapshot:
     limits: Limits
     seconds: float  # launch to saved and removed
     tags: dict = field(default_factory=dict)
+    needs: Needs = NO_NEEDS  # what the saved instance was launched with, restores get too
 
     @property
     def size_bytes(self) -> int:
@@ -195,7 +196,8 @@ class Runtime(ABC):
         """Why this runtime cannot snapshot and restore an instance here, or None."""
         return f"cvbench does not snapshot {self.kind} instances"
 
-    def snapshot(self, limits: Limits, instance: str, timeout_s: float) -> Snapshot:
+    def snapshot(self, limits: Limits, instance: str, timeout_s: float,
+                 needs: Needs = NO_NEEDS) -> Snapshot:
         """Launch an instance whose agent awaits its workload, save it, remove it."""
         raise NotImplementedError
 

@@ -199,12 +199,13 @@ class OciRuntime(WithOciRuntime):
         why = criu_failure()
         return f"runc checkpoints with CRIU, which fails here: {why}" if why else None
 
-    def snapshot(self, limits: Limits, instance: str, timeout_s: float) -> Snapshot:
+    def snapshot(self, limits: Limits, instance: str, timeout_s: float,
+                 needs: Needs = NO_NEEDS) -> Snapshot:
         t0 = time.monotonic()
         image = self.context.workdir / f"{instance}-checkpoint"
         # stdin an open pipe with nothing in it: the agent blocks in its read until saved
         # (on /dev/null it would read end-of-file and exit, racing the checkpoint)
-        awaiting = self._start(AWAIT, limits, instance, NO_NEEDS, ["run"], stdin=subprocess.PIPE)
+        awaiting = self._start(AWAIT, limits, instance, needs, ["run"], stdin=subprocess.PIPE)
         with self._held(awaiting) as inst:
             inst.lines.wait_for("WAITING", inst.t_launch + timeout_s)
             try:

@@ -223,11 +223,12 @@ class QemuRuntime(Runtime):
             return "QEMU cannot migrate a VM with an NVMe device (root on NVMe: initrd = false)"
         return None
 
-    def snapshot(self, limits: Limits, instance: str, timeout_s: float) -> Snapshot:
+    def snapshot(self, limits: Limits, instance: str, timeout_s: float,
+                 needs: Needs = NO_NEEDS) -> Snapshot:
         t0 = time.monotonic()
         state = self.context.workdir / f"{instance}.state"
         disk = self.context.workdir / f"{instance}.snapshot.qcow2"
-        with self.running(AWAIT, limits, instance) as inst:
+        with self.running(AWAIT, limits, instance, needs=needs) as inst:
             deadline = inst.t_launch + timeout_s
             inst.lines.wait_for("WAITING", deadline)
             inst.qmp.cmd("stop")  # one pass: a stopped guest's memory does not change
@@ -244,7 +245,7 @@ class QemuRuntime(Runtime):
         return Snapshot((state, disk), limits, time.monotonic() - t0,
                         {"snapshot_state_bytes": state.stat().st_size,
                          "snapshot_disk_bytes": qcow2_actual_size(json.loads(run_text(
-                             ["qemu-img", "info", "--output=json", str(disk)])))})
+                             ["qemu-img", "info", "--output=json", str(disk)])))}, needs)
 
     def restore(self, snapshot: Snapshot, command: str, instance: str,
                 timeout_s: float) -> VmInstance:
@@ -262,7 +263,7 @@ class QemuRuntime(Runtime):
             run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk), "-F", "qcow2",
                       str(inst.overlay)])
             argv = self._argv(instance, AWAIT, limits, self.accel, inst.overlay, inst.qmp_socket,
-                              NO_NEEDS, cache=self.disk_cache(NO_NEEDS))
+                              snapshot.needs, cache=self._disk_tags(inst, snapshot.needs))
             t_overlay = time.monotonic()
             inst.process = spawn(cgroup.enter_argv(argv + ["-incoming", "defer"]),
                                  stdin=subprocess.PIPE)
@@ -291,6 +292,10 @@ class QemuRuntime(Runtime):
         """The instance's qcow2 overlay on the image's disk, its disk tags; the cache mode."""
         run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.context.image.disk),
                   "-F", "raw", str(inst.overlay)])
+        return self._disk_tags(inst, needs)
+
+    def _disk_tags(self, inst, needs: Needs) -> str:
+        """The cache mode of the instance's disks, and what its records say of them."""
         inst.tags["disk_cache"] = cache = self.disk_cache(needs)
         if needs.scratch or needs.volume_mib:
             root = "virtio-blk" if self.options["initrd"] else "nvme"

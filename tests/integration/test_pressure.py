@@ -194,6 +194,10 @@ count = 2000
 [workloads.syscall-again]
 workload = "syscall"
 count = 2000
+[workloads.disk]
+pattern = "randwrite"
+size_mib = 8
+seconds = 1
 """
 
 
@@ -206,7 +210,8 @@ def test_warm_workload_cells_restore_a_vm_that_can_and_boot_the_others(tmp_path)
     result = cvbench("run", scenario, "--out", out, "--no-report", timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "fast: workload cells start cold: QEMU cannot migrate" in result.stdout
-    assert result.stdout.count("qemu: snapshot for warm workload cells in") == 1  # one for both
+    # one for both syscall cells, one for the disk's root that bypasses the host's cache
+    assert result.stdout.count("qemu: snapshot for warm workload cells in") == 2
     rows = records(out)
 
     def cell(name):
@@ -218,6 +223,11 @@ def test_warm_workload_cells_restore_a_vm_that_can_and_boot_the_others(tmp_path)
         assert "startup.exit_s" not in restored and "startup.guest_uptime_s" not in restored
         assert restored["workload.ns_per_syscall"]["value"] > 0
         assert {r["tags"]["start"] for r in restored.values()} == {"warm"}
+    disk = cell("disk@qemu")
+    assert disk["startup.restore_s"]["value"] > 0 and disk["workload.iops"]["value"] > 0
+    assert disk["workload.iops"]["tags"]["disk_cache"] == "none"
+    assert disk["workload.iops"]["tags"]["host_page_cache"] is False
+    assert cell("syscall@qemu")["startup.restore_s"]["tags"]["disk_cache"] == "writeback"
     for name in ("noop@qemu", "syscall@fast", "syscall@native"):
         booted = cell(name)
         assert booted["startup.ready_s"]["value"] > 0 and "startup.restore_s" not in booted

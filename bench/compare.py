@@ -218,9 +218,15 @@ def _reference(found: dict[tuple[str, str], Sample], key: tuple[str, str],
         return None
     for other_key, other in found.items():
         if (other_key[1] == metric and is_bare_process(other.kind) and other.workload == sample.workload
-                and other.condition == sample.condition):
+                and _but_start(other.condition) == _but_start(sample.condition)):
             return other_key
     return None
+
+
+def _but_start(condition: str) -> str:
+    """A condition less how the instance started: a VM cell restored from a snapshot
+    (start=warm) has the same bare-process reference as a booted one."""
+    return ", ".join(part for part in condition.split(", ") if not part.startswith("start="))
 
 
 def _failure(frame: pd.DataFrame, cell: str) -> str | None:
@@ -383,7 +389,19 @@ def refusal(base_env: dict, new_env: dict) -> str | None:
     a, b = base_env.get("image", {}).get("digest"), new_env.get("image", {}).get("digest")
     if a != b:
         return f"different guest images: {a} vs {b}"
+    a, b = native_clock(base_env), native_clock(new_env)
+    if a and b and a != b:  # every ratio over native would move
+        return (f"native instances were timed from {a} in the base, from {b} in the new run; "
+                "make a run of this cvbench the baseline (cvbench regress --promote-run DIR)")
     return None
+
+
+def native_clock(env: dict) -> str | None:
+    """Where a run's native instances started their clock: a run of before clock_from was
+    recorded timed them from the launch call, cvbench's cgroup and mounts included."""
+    clocks = {r.get("clock_from", "the launch call (cgroup and mounts included)")
+              for r in env.get("runtimes", {}).values() if r.get("kind") == "native"}
+    return ", ".join(sorted(clocks)) or None
 
 
 ORDER = {"regression": 0, "improvement": 1, "unjudged": 2, "missing": 3, "changed": 4,

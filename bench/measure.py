@@ -106,8 +106,8 @@ def measure_cell(session, runtime: Runtime, step: Step, extra_tags: dict) -> tup
     limits = Limits(scenario.cpus, scenario.memory_mib)
     snapshot = (session.snapshot_of(runtime, limits, needs)
                 if starts_warm(scenario, runtime, workload, needs) else None)
-    if scenario.warm_workloads:
-        tags["start"] = "warm" if snapshot else "cold"
+    if snapshot:  # a cold cell's key stays what it always was (the gate's baselines)
+        tags["start"] = "warm"
     engine = runtime.engine
     engine_before, wall_start = (engine.seconds() if engine else None), time.time()
     inst, helper_cpu = None, 0.0
@@ -140,7 +140,8 @@ def starts_warm(scenario, runtime: Runtime, workload: Workload, needs) -> bool:
     if not (scenario.warm_workloads and runtime.traits.isolation == "vm"
             and replace(needs, scratch=False) == NO_NEEDS):
         return False
-    resting = any(RESTING_FOOTPRINT in CATALOGUE[w.workload].roles for w in scenario.workloads)
+    resting = any(RESTING_FOOTPRINT in CATALOGUE[w.workload].roles for w in scenario.workloads
+                  if w.runtimes is None or runtime.name in w.runtimes)
     footprint = {RESTING_FOOTPRINT} | (set() if resting else {LONG_LIVED})
     return not set(workload.roles) & ({STARTUP_PROBE} | footprint)
 
@@ -154,6 +155,7 @@ def _measure_instance(session, workload: Workload, params: dict, inst, outcome: 
     sampler = Sampler(inst.cgroup, inst.helper_pids, scenario.sample_hz).start()
     try:
         ready = inst.wait_ready(scenario.timeout_s)
+        outcome.add(start, ready.t - inst.t_launch, "s")  # a failure from here is the workload's
         deadline = inst.t_launch + scenario.timeout_s
         sampler.sample()  # at least one sample, even for an instance that exits at once
         seen = Ready.of(ready)
@@ -169,7 +171,6 @@ def _measure_instance(session, workload: Workload, params: dict, inst, outcome: 
     finally:
         sampler.stop()
 
-    outcome.add(start, ready.t - inst.t_launch, "s")
     for metric, seconds in inst.phases.items():
         outcome.add(metric, seconds, "s")
     shared = seen.shares_kernel_with(session.host["kernel"], session.host.get("boot_id"))
@@ -181,6 +182,8 @@ def _measure_instance(session, workload: Workload, params: dict, inst, outcome: 
         value, why_none = memory[key]
         outcome.add(metric, value, "bytes", why_none)
     cpu = final.cgroup_cpu_s if final else None
+    if cpu is not None:
+        cpu -= inst.cpu_before_clock_s
     outcome.add("cpu.seconds", cpu, "s", None if cpu is not None else "cgroup gone before it could be read")
     code = done.exit_code
     output = inst.lines.output_between(ready, done)

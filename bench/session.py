@@ -110,7 +110,8 @@ class Session:
                                                 needs)
                 except Exception as exc:  # its cells start cold; the run goes on
                     why = f"snapshot failed: {type(exc).__name__}: {exc}"
-            if why and not any(name == runtime.name for name, _ in self._snapshots):
+            if why and not any(name == runtime.name and found is None
+                               for (name, _), found in self._snapshots.items()):
                 say(f"  {runtime.name}: workload cells start cold: {why}")
             elif not why:
                 say(f"  {runtime.name}: snapshot for warm workload cells in {snapshot.seconds:.1f} s")

@@ -283,6 +283,21 @@ def test_refusal_and_environment_differences(golden):
     assert any(d.startswith("kernel:") for d in compare.environment_differences(env, moved))
 
 
+def test_a_native_clock_moved_refuses_the_comparison(golden):
+    """A baseline of before the native clock started at the agent's exec timed cvbench's
+    cgroup and mounts too: every ratio over native would move, not the runtimes."""
+    from bench.runtimes.native import CLOCK_FROM
+
+    env = read_environment(golden / "run_smoke")
+    assert env["runtimes"]["native"]["kind"] == "native" and "clock_from" not in env["runtimes"]["native"]
+    new = {**env, "runtimes": {**env["runtimes"],
+                               "native": {**env["runtimes"]["native"], "clock_from": CLOCK_FROM}}}
+    why = compare.refusal(env, new)
+    assert why.startswith("native instances were timed from the launch call (cgroup and mounts "
+                          "included) in the base, from exec of the agent") and "--promote-run" in why
+    assert compare.refusal(new, new) is None
+
+
 def test_startup_is_judged_as_an_overhead_and_memory_raw():
     """Measured on this host: noop's startup moved 26 -> 39 ms natively and 264 -> 354 ms in
     runc between two runs of one build. The overhead moved 10.1x -> 9.2x."""

@@ -127,12 +127,17 @@ def test_find_by_cmdline_matches_name_and_command_line_of_a_live_process():
     # A real process: its name (comm) and a word of its command line, as a shim's "-id ID"
     import os
     import subprocess
+    import time
 
     from bench.collect.processes import find_by_cmdline
 
     mine = f"30.{os.getpid()}"  # no other test run's sleep has it
     process = subprocess.Popen(["sleep", mine])
     try:
+        for _ in range(200):  # Popen may return before the child has exec'd sleep
+            if open(f"/proc/{process.pid}/cmdline", "rb").read():
+                break
+            time.sleep(0.01)
         assert find_by_cmdline("sleep", mine) == process.pid
         assert find_by_cmdline("sleep", mine + "1") is None
         assert find_by_cmdline("containerd-shim", mine) is None

@@ -187,13 +187,14 @@ def test_which_vm_cells_start_from_a_snapshot(path, warm):
 
     scenario = load_scenario(REPO / path)
 
-    def warm_in(kind):
+    def warm_in(runtime):
         found = []
         for w in scenario.workloads:
             entry = CATALOGUE[w.workload]
-            if starts_warm(scenario, kind, entry, entry.needs(entry.resolve(w.params))):
+            if starts_warm(scenario, runtime, entry, entry.needs(entry.resolve(w.params))):
                 found.append(w.name)
         return found
 
-    assert warm_in(QemuRuntime) == warm
-    assert warm_in(DockerRuntime) == []  # a container starts in a blink: it never restores
+    assert warm_in(QemuRuntime("qemu", {}, None)) == warm
+    # a container starts in a blink: it never restores
+    assert warm_in(DockerRuntime("runc", {}, None)) == []

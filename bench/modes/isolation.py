@@ -66,7 +66,8 @@ class Isolation(Mode):
         scenario, aggressors = session.scenario, self.options["aggressors"]
         usable = session.usable()
         rounds = scenario.warmup + scenario.reps
-        total = rounds * len(usable) * len(aggressors) * len(scenario.workloads)
+        total = rounds * len(aggressors) * sum(w.runs_in(spec) for spec, _ in usable
+                                               for w in scenario.workloads)
         session.announce(f"victims {', '.join(w.name for w in scenario.workloads)} beside "
                          f"{', '.join(aggressors)}")
         with progress_bar(total) as bar:
@@ -100,7 +101,8 @@ class Neighbourhood:
                 self.check_floor()
                 self.start_aggressor(beside)
             for victim in self.session.scenario.workloads:
-                self.measure(victim)
+                if victim.runs_in(self.spec):
+                    self.measure(victim)
 
     def check_floor(self) -> None:
         options, headroom = self.options, self.runtime.memory_overhead_mib()

@@ -76,6 +76,8 @@ def phases_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     magnitude, and on a shared axis the fast runtimes' phases would be invisible.
     """
     rows, labels = measured(frame), phases()
+    if "tag.start" in rows:  # a restore's phases are not a boot's (warm_workloads)
+        rows = rows[rows["tag.start"] != "warm"]
     if rows.empty or not rows["metric"].isin(labels.values()).any():
         return None
     emulated = emulated_runtimes(frame)

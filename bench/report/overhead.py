@@ -131,8 +131,8 @@ def workload_sections(frame: pd.DataFrame, baseline: str | None, emulated: set[s
 
 
 # Tags that say how a runtime ran a workload; the disk ones only where it used a disk.
-NOTE_TAGS = ("tag.net_path", "tag.gvisor_platform", "tag.disk_backing", "tag.disk_cache",
-             "tag.direct_io", "tag.direct_io_fallback", "tag.direct_io_caveat")
+NOTE_TAGS = ("tag.start", "tag.net_path", "tag.gvisor_platform", "tag.disk_backing",
+             "tag.disk_cache", "tag.direct_io", "tag.direct_io_fallback", "tag.direct_io_caveat")
 DISK_TAGS = ("tag.disk_cache", "tag.direct_io", "tag.direct_io_fallback", "tag.direct_io_caveat")
 # QEMU cache modes that open the host file with O_DIRECT: the host page cache is bypassed
 UNCACHED = ("none", "directsync")

@@ -107,6 +107,7 @@ class Instance(ABC):
     cleanup_token: int = 0  # its entry in the run's Cleanup
     scratch: list[Path] = field(default_factory=list)  # host files and folders it owns
     address: str = "127.0.0.1"  # where the host reaches a server in the instance
+    cpu_before_clock_s: float = 0.0  # what its cgroup spent before its clock started (native)
 
     def remove_scratch(self) -> None:
         for path in self.scratch:
@@ -329,8 +330,9 @@ class ProcessInstance(Instance):
         # Its output ends as its last process exits: seen by the reader at once, while
         # this thread may have been sampling then. A child that keeps the output open
         # outlives it: then the exit of the process itself is all there is.
+        reaped = time.monotonic()
         ended = self.lines.wait_ended(0.05) if self.lines is not None else None
-        return ended if ended is not None else time.monotonic()
+        return ended if ended is not None else reaped
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -8,7 +8,7 @@ import time
 
 from bench.agent import AGENT_PATH, LineReader
 from bench.collect.cgroups import Cgroup
-from bench.errors import UserError
+from bench.errors import RuntimeFailure, UserError
 from bench.collect.host import du_bytes
 from bench.runtimes.base import Limits, ProcessInstance, Runtime, Traits, pipe_chunks, spawn
 from bench.units import MiB
@@ -41,6 +41,9 @@ class NativeRuntime(Runtime):
             if not shutil.which(tool):
                 raise UserError(f"native: {tool} not found", fix="apt-get install util-linux coreutils")
 
+    def describe(self) -> dict:
+        return {**super().describe(), "clock_from": CLOCK_FROM}
+
     def instance_disk(self, inst: ProcessInstance) -> int:
         """What it owns: the host folders bound into its read-only root."""
         return sum(du_bytes(path) for path in inst.scratch)
@@ -67,9 +70,14 @@ class NativeRuntime(Runtime):
             inst.process = spawn(cgroup.enter_argv(argv), stdin=subprocess.PIPE)
             inst.lines = LineReader(pipe_chunks(inst.process), instance)
             inst.lines.wait_for_text(PREPARED, t0 + PREPARE_TIMEOUT_S)
+            inst.cpu_before_clock_s = cgroup.cpu_seconds()  # the fence's, not the workload's
             inst.t_launch = time.monotonic()  # the clock starts at "go"
-            inst.process.stdin.write(b"go\n")
-            inst.process.stdin.close()
+            try:
+                inst.process.stdin.write(b"go\n")
+                inst.process.stdin.close()
+            except BrokenPipeError:
+                raise RuntimeFailure(f"{instance}: ended before its start: "
+                                     f"{inst.lines.drain()[-600:]}") from None
             inst.phases["startup.prepare_s"] = inst.t_launch - t0
             inst.tags["clock_from"] = CLOCK_FROM
         return inst

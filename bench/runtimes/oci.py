@@ -218,13 +218,13 @@ class OciRuntime(WithOciRuntime):
             except subprocess.TimeoutExpired:
                 raise RuntimeFailure(f"{instance}: {self.options['oci_runtime']} run did not end "
                                      f"after its checkpoint") from None
-        return Snapshot((image,), limits, time.monotonic() - t0)
+        return Snapshot((image,), limits, time.monotonic() - t0, needs=needs)
 
     def restore(self, snapshot: Snapshot, command: str, instance: str,
                 timeout_s: float) -> OciInstance:
         (image,) = snapshot.files
         line = workload_line(command)
-        inst = self._start(AWAIT, snapshot.limits, instance, NO_NEEDS,
+        inst = self._start(AWAIT, snapshot.limits, instance, snapshot.needs,
                            ["restore", "--image-path", str(image)], stdin=subprocess.PIPE)
         with self._launching(inst):
             try:  # the pipe holds the line until the restored agent reads it

@@ -231,5 +231,5 @@ def test_warm_workload_cells_restore_a_vm_that_can_and_boot_the_others(tmp_path)
     for name in ("noop@qemu", "syscall@fast", "syscall@native"):
         booted = cell(name)
         assert booted["startup.ready_s"]["value"] > 0 and "startup.restore_s" not in booted
-        assert {r["tags"]["start"] for r in booted.values()} == {"cold"}
+        assert {r["tags"].get("start") for r in booted.values()} == {None}  # keys as ever
     assert leftovers(json.loads((out / "environment.json").read_text())["run"]) == []

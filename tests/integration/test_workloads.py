@@ -87,7 +87,7 @@ def test_kernel_sharing_by_boot_id(run):
 
 def test_a_vm_runs_what_measures_no_boot_restored_and_boots_the_rest(run):
     _, rows = run
-    starts = {(r["workload"], r["runtime"]): r["tags"]["start"] for r in rows}
+    starts = {(r["workload"], r["runtime"]): r["tags"].get("start", "cold") for r in rows}
     for workload in ("memory", "syscall", "fork", "disk"):
         assert starts[(workload, "qemu")] == "warm"
         assert starts[(workload, "qemu-microvm-fast")] == "cold"  # root on NVMe: no migration

@@ -155,7 +155,6 @@ def _measure_instance(session, workload: Workload, params: dict, inst, outcome: 
     sampler = Sampler(inst.cgroup, inst.helper_pids, scenario.sample_hz).start()
     try:
         ready = inst.wait_ready(scenario.timeout_s)
-        outcome.add(start, ready.t - inst.t_launch, "s")  # a failure from here is the workload's
         deadline = inst.t_launch + scenario.timeout_s
         sampler.sample()  # at least one sample, even for an instance that exits at once
         seen = Ready.of(ready)
@@ -171,6 +170,7 @@ def _measure_instance(session, workload: Workload, params: dict, inst, outcome: 
     finally:
         sampler.stop()
 
+    outcome.add(start, ready.t - inst.t_launch, "s")
     for metric, seconds in inst.phases.items():
         outcome.add(metric, seconds, "s")
     shared = seen.shares_kernel_with(session.host["kernel"], session.host.get("boot_id"))

@@ -35,7 +35,7 @@ def run_is_live(run_id: str) -> bool:
         with open(WORKDIR / run_id / ".lock") as f:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return False
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no such run (host.lock is no run's)
         return False
     except BlockingIOError:
         return True

@@ -12,3 +12,4 @@ def test_without_a_terminal_each_step_is_one_plain_line(capsys):
     assert capsys.readouterr().out.splitlines() == [
         "  noop@native rep 0: ready 6.04 ms",
         "  noop@runc rep 0: failed OSError: [Errno 28] No space left"]
+

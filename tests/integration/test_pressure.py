@@ -217,14 +217,19 @@ def test_warm_workload_cells_restore_a_vm_that_can_and_boot_the_others(tmp_path)
     def cell(name):
         return {r["metric"]: r for r in rows if r["cell"] == name}
 
+    boot = cell("noop@qemu")["startup.ready_s"]["value"]
     for name in ("syscall@qemu", "syscall-again@qemu"):
         restored = cell(name)
-        assert restored["startup.restore_s"]["value"] > 0 and "startup.ready_s" not in restored
+        # a restore loads saved memory: a fraction of a boot (0.7-1.8 s against 15-21 s here)
+        assert 0 < restored["startup.restore_s"]["value"] < boot / 5 and "startup.ready_s" not in restored
         assert "startup.exit_s" not in restored and "startup.guest_uptime_s" not in restored
-        assert restored["workload.ns_per_syscall"]["value"] > 0
+        # the workload runs as in a booted VM of the same emulation: the fast microVM's
+        # syscall cost (1,587 vs 1,600 ns here), not native's (5 times less)
+        fast = cell("syscall@fast")["workload.ns_per_syscall"]["value"]
+        assert fast / 2 < restored["workload.ns_per_syscall"]["value"] < fast * 2
         assert {r["tags"]["start"] for r in restored.values()} == {"warm"}
     disk = cell("disk@qemu")
-    assert disk["startup.restore_s"]["value"] > 0 and disk["workload.iops"]["value"] > 0
+    assert 0 < disk["startup.restore_s"]["value"] < boot / 5 and disk["workload.iops"]["value"] > 0
     assert disk["workload.iops"]["tags"]["disk_cache"] == "none"
     assert disk["workload.iops"]["tags"]["host_page_cache"] is False
     assert cell("syscall@qemu")["startup.restore_s"]["tags"]["disk_cache"] == "writeback"
@@ -232,4 +237,6 @@ def test_warm_workload_cells_restore_a_vm_that_can_and_boot_the_others(tmp_path)
         booted = cell(name)
         assert booted["startup.ready_s"]["value"] > 0 and "startup.restore_s" not in booted
         assert {r["tags"].get("start") for r in booted.values()} == {None}  # keys as ever
+    # a boot is what a start costs in a VM: seconds under emulation, milliseconds natively
+    assert boot > 50 * cell("noop@native")["startup.ready_s"]["value"]
     assert leftovers(json.loads((out / "environment.json").read_text())["run"]) == []

@@ -320,7 +320,10 @@ def summary_cells(frame: pd.DataFrame, baseline: str | None, emulated: set[str])
             rows = [metric_row(info.name, mine, native, runtime == baseline)
                     for info in key_metrics() if (mine["metric"] == info.name).any()]
             if rows:  # a mode's cell (density@runc) has its own section instead
-                cells.append({"name": f"{workload}@{runtime_label(runtime, emulated)}", "rows": rows})
+                restored = "tag.start" in mine and (mine["tag.start"] == "warm").all()
+                cells.append({"name": f"{workload}@{runtime_label(runtime, emulated)}"
+                                      + (" (restored from a snapshot)" if restored else ""),
+                              "rows": rows})
     return cells
 
 

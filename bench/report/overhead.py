@@ -176,7 +176,10 @@ def _tag_notes(frame: pd.DataFrame, workload: str) -> list[str]:
             if tag not in rows or (tag in DISK_TAGS and not on_disk):
                 continue
             values = in_order(rows[tag])
-            if values:
+            if tag == "tag.start" and values == ["warm"]:
+                notes.append(f"{runtime}: restored from a snapshot of the run, not booted "
+                             "(warm_workloads): no startup of its own")
+            elif values:
                 notes.append(f"{runtime}: {tag.removeprefix('tag.')} = "
                              + ", ".join(str(v) for v in values))
         notes += [f"{runtime}: {caveat}" for caveat in _caveats(rows)]

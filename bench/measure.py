@@ -141,7 +141,7 @@ def starts_warm(scenario, runtime: Runtime, workload: Workload, needs) -> bool:
             and replace(needs, scratch=False) == NO_NEEDS):
         return False
     resting = any(RESTING_FOOTPRINT in CATALOGUE[w.workload].roles for w in scenario.workloads
-                  if w.runtimes is None or runtime.name in w.runtimes)
+                  if w.runs_in(runtime))
     footprint = {RESTING_FOOTPRINT} | (set() if resting else {LONG_LIVED})
     return not set(workload.roles) & ({STARTUP_PROBE} | footprint)
 

@@ -24,7 +24,8 @@ class WorkloadSpec:
     warmup: int | None = None  # and its warm-ups
     runtimes: tuple[str, ...] | None = None  # the runtimes it runs in (None: every one)
 
-    def runs_in(self, runtime: "RuntimeSpec") -> bool:
+    def runs_in(self, runtime) -> bool:
+        """In this runtime (a RuntimeSpec or a Runtime: its name)?"""
         return self.runtimes is None or runtime.name in self.runtimes
 
 

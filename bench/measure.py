@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from bench.agent import Ready
 from bench.collect.sampler import Sampler, summarise
@@ -15,7 +15,7 @@ from bench.hostclient import free_port, run_round
 from bench.results import SKIPPED
 from bench.runtimes import Limits, Runtime
 from bench.spec import Step
-from bench.workloads import (CATALOGUE, LONG_LIVED, NO_NEEDS, RESTING_FOOTPRINT, STARTUP_PROBE,
+from bench.workloads import (CATALOGUE, LONG_LIVED, RESTING_FOOTPRINT, STARTUP_PROBE,
                              Workload)
 
 # After the host's last round a serving instance ends by itself within seconds.
@@ -114,7 +114,7 @@ def measure_cell(session, runtime: Runtime, step: Step, extra_tags: dict) -> tup
     start = "startup.restore_s" if snapshot else "startup.ready_s"
     with attempt(main or f"workload.{workload.name}", "1", start) as outcome:
         name, command = session.instance_name(), workload.command(params)
-        with (runtime.restored(snapshot, command, name, scenario.timeout_s) if snapshot else
+        with (runtime.restored(snapshot, command, name, scenario.timeout_s, port) if snapshot else
               runtime.running(command, limits, name, needs=needs, port=port)) as inst:
             tags.update(inst.tags)
             helper_cpu = _measure_instance(session, workload, params, inst, outcome, tags, start)
@@ -134,11 +134,11 @@ def measure_cell(session, runtime: Runtime, step: Step, extra_tags: dict) -> tup
 
 def starts_warm(scenario, runtime: Runtime, workload: Workload, needs) -> bool:
     """Whether a cell's instances start from a snapshot: in a VM (where a cold boot costs
-    seconds to minutes under emulation), for a workload that needs no network or volume of
-    its own (its root disk, yes) and whose numbers are its own: neither the startup probe nor
-    the run's footprint (a long-lived workload is that where no resting one runs)."""
-    if not (scenario.warm_workloads and runtime.traits.isolation == "vm"
-            and replace(needs, scratch=False) == NO_NEEDS):
+    seconds to minutes under emulation), for a workload that needs no volume of its own
+    (its root disk and its network, yes: one snapshot per needs) and whose numbers are its
+    own: neither the startup probe nor the run's footprint (a long-lived workload is that
+    where no resting one runs)."""
+    if not (scenario.warm_workloads and runtime.traits.isolation == "vm" and not needs.volume_mib):
         return False
     resting = any(RESTING_FOOTPRINT in CATALOGUE[w.workload].roles for w in scenario.workloads
                   if w.runs_in(runtime))

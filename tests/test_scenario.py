@@ -173,10 +173,12 @@ def test_names_that_could_climb_out_of_a_folder_are_refused(tmp_path, toml, key)
 
 
 @pytest.mark.parametrize("path, warm", [
-    # idle gives the footprint; a disk workload's root, yes, its own network or volume, no
+    # idle gives the footprint; a disk workload's root, yes, and a network of its own
+    # (user networking or a tap link); a volume of its own, no (disk-volume)
     ("scenarios/default.toml", ["cpu", "memory", "cache", "syscall", "fork", "disk-randread",
-                                "disk-seqwrite"]),
-    ("scenarios/matrix.toml", ["memory", "syscall", "fork", "disk"]),  # no idle: cpu is it
+                                "disk-seqwrite", "net", "redis", "rr", "net-direct", "rr-direct"]),
+    ("scenarios/matrix.toml", ["memory", "syscall", "fork", "disk", "net", "net-direct", "redis",
+                               "rr", "rr-direct"]),  # no idle: cpu is it
     ("scenarios/smoke.toml", []),  # warm_workloads off
 ])
 def test_which_vm_cells_start_from_a_snapshot(path, warm):

@@ -75,6 +75,7 @@ class Snapshot:
     seconds: float  # launch to saved and removed
     tags: dict = field(default_factory=dict)
     needs: Needs = NO_NEEDS  # what the saved instance was launched with, restores get too
+    origin: str = ""  # the saved instance's name: a restore's network link is its (the guest kept it)
 
     @property
     def size_bytes(self) -> int:
@@ -203,14 +204,16 @@ class Runtime(ABC):
         raise NotImplementedError
 
     def restore(self, snapshot: Snapshot, command: str, instance: str,
-                timeout_s: float) -> Instance:
-        """A new instance from the snapshot, given command: return once it runs."""
+                timeout_s: float, port: int | None = None) -> Instance:
+        """A new instance from the snapshot, given command (and the host port that reaches
+        a server in it, where the snapshot serves): return once it runs."""
         raise NotImplementedError
 
     @contextmanager
-    def restored(self, snapshot: Snapshot, command: str, instance: str, timeout_s: float):
+    def restored(self, snapshot: Snapshot, command: str, instance: str, timeout_s: float,
+                 port: int | None = None):
         """The restore's lifecycle, as running()'s."""
-        with self._held(self.restore(snapshot, command, instance, timeout_s)) as inst:
+        with self._held(self.restore(snapshot, command, instance, timeout_s, port)) as inst:
             yield inst
 
     @contextmanager

@@ -245,10 +245,10 @@ class QemuRuntime(Runtime):
         return Snapshot((state, disk), limits, time.monotonic() - t0,
                         {"snapshot_state_bytes": state.stat().st_size,
                          "snapshot_disk_bytes": qcow2_actual_size(json.loads(run_text(
-                             ["qemu-img", "info", "--output=json", str(disk)])))}, needs)
+                             ["qemu-img", "info", "--output=json", str(disk)])))}, needs, instance)
 
     def restore(self, snapshot: Snapshot, command: str, instance: str,
-                timeout_s: float) -> VmInstance:
+                timeout_s: float, port: int | None = None) -> VmInstance:
         state, disk = snapshot.files
         limits = snapshot.limits
         t0 = time.monotonic()
@@ -262,8 +262,14 @@ class QemuRuntime(Runtime):
         with self._launching(inst):
             run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk), "-F", "qcow2",
                       str(inst.overlay)])
+            needs = snapshot.needs
+            # The guest kept the network it was saved with: a tap link of the saved
+            # instance's address, or user networking, whose port forward is the host's
+            net = (self._tap(inst, snapshot.origin) if needs.direct_net
+                   else self._network(port) if needs.serves else [])
             argv = self._argv(instance, AWAIT, limits, self.accel, inst.overlay, inst.qmp_socket,
-                              snapshot.needs, cache=self._disk_tags(inst, snapshot.needs))
+                              needs, inst.tags.get("guest_net"),
+                              self._disk_tags(inst, needs)) + net
             t_overlay = time.monotonic()
             inst.process = spawn(cgroup.enter_argv(argv + ["-incoming", "defer"]),
                                  stdin=subprocess.PIPE)
@@ -311,14 +317,17 @@ class QemuRuntime(Runtime):
         run_tool(["mke2fs", "-q", "-F", "-t", "ext4", str(disk), f"{size_mib}M"])
         return disk
 
-    def _network(self, port: int) -> list[str]:
-        # restrict=on: the guest reaches nothing; the forward from 127.0.0.1 still works
-        return ["-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{port}",
+    def _network(self, port: int | None) -> list[str]:
+        # restrict=on: the guest reaches nothing; the forward from 127.0.0.1 still works.
+        # No port: an instance saved for restores, each of which forwards its own.
+        forward = f",hostfwd=tcp:127.0.0.1:{port}-:{port}" if port else ""
+        return ["-netdev", f"user,id=net0,restrict=on{forward}",
                 "-device", f"{self._nic()},netdev=net0"]
 
-    def _tap(self, inst: VmInstance) -> list[str]:
-        """A tap device with a /30 of its own: host .1, guest .2. No route leads beyond it."""
-        link = zlib.crc32(inst.name.encode()) % TAP_LINKS
+    def _tap(self, inst: VmInstance, link_of: str | None = None) -> list[str]:
+        """A tap device with a /30 of its own: host .1, guest .2. No route leads beyond it.
+        The link is the instance's own, or the one of the instance named link_of."""
+        link = zlib.crc32((link_of or inst.name).encode()) % TAP_LINKS
         host, guest = (str(TAP_NET.network_address + 4 * link + i) for i in (1, 2))
         inst.tap = f"{TAP_PREFIX}{link:05d}"
         run_tool(["ip", "tuntap", "add", "dev", inst.tap, "mode", "tap"])

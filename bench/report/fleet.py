@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from bench import stats, units
 from bench.metrics import key_metrics, lookup
 from bench.report import figures, overhead, verdicts
 from bench.report.contents import with_contents
+from bench.report.templating import template
 from bench.report.data import (
     baseline_runtime,
     complete,
@@ -26,7 +26,6 @@ from bench.results import load_frame, read_environment
 
 REPORT = "report.html"
 FIGURE = "figures/fleet_startup.png"
-TEMPLATES = Path(__file__).parent / "templates"
 # Host medians differ beyond each host's own noise when a Kruskal-Wallis test over the
 # hosts' values says so at this level; with fewer values per host it is not asked.
 ALPHA = 0.01
@@ -65,10 +64,9 @@ def build_fleet_report(directory: Path) -> Path:
         "emulated": sorted({f"{r} on {n}" for n, rows in per_host.items()
                             for r in emulated_runtimes(rows, host_envs.get(n))}),
     }
-    template = Environment(loader=FileSystemLoader(TEMPLATES),
-                           autoescape=select_autoescape(["html"])).get_template("fleet.html")
     path = directory / REPORT
-    path.write_text(with_contents(template.render(names=names, **context)), encoding="utf-8")
+    page = template("fleet.html").render(names=names, **context)
+    path.write_text(with_contents(page), encoding="utf-8")
     return path
 
 

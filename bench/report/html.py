@@ -16,13 +16,13 @@ from itertools import product
 from pathlib import Path
 
 import pandas as pd
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from bench import stats, units
 from bench.metrics import key_metrics, lookup
 from bench.report import figures, overhead, published, sharing, verdicts, waterfall
 from bench.report.contents import with_contents
 from bench.report.painter import Painter
+from bench.report.templating import template
 from bench.report.data import (
     baseline_runtime,
     complete,
@@ -38,7 +38,6 @@ from bench.workloads import STARTUP_PROBE, roles_of
 
 REPORT = "report.html"
 FIGURES_DIR = "figures"
-TEMPLATES = Path(__file__).parent / "templates"
 
 
 @dataclass(frozen=True)
@@ -97,9 +96,7 @@ def build_report(directory: Path) -> Path:
         context["min_n_claim"] = verdicts.MIN_N_CLAIM
         context["published"] = published.published_rows(alone, environment)
         context["waterfall"] = waterfall_rows(alone, environment)
-    template = Environment(loader=FileSystemLoader(TEMPLATES),
-                           autoescape=select_autoescape(["html"])).get_template(REPORT)
-    page = with_contents(template.render(**context))
+    page = with_contents(template(REPORT).render(**context))
     path = directory / REPORT
     path.write_text(page, encoding="utf-8")
     return path

@@ -2,6 +2,7 @@
 under TCG, where some qemu instances failed), and on damaged or partial copies of it."""
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -313,6 +314,79 @@ def test_the_command_and_the_page_s_tables_import_no_plotting_or_scipy():
     assert not imported("import bench.cli") & {"pandas", "numpy", "matplotlib", "scipy", "jinja2"}
     heavy = imported("import bench.report.html, bench.report.fleet, bench.report.sharing")
     assert "pandas" in heavy and not heavy & {"matplotlib", "scipy"}
+
+
+@pytest.mark.parametrize("name", ["run_smoke", "run_workloads"])
+def test_the_report_command_imports_its_own_way_and_writes_the_same_bytes(golden, tmp_path, name):
+    """`cvbench report` imports for speed (issue 16): matplotlib with Agg preset, so no
+    pyplot, and without its setters' property docstrings; OpenBLAS with one thread; the
+    collector off, then its objects frozen. The page and every PNG are still the bytes
+    build_report writes in an ordinary process (this one), and matplotlib's kwdoc is back
+    once the import is done."""
+    import subprocess
+    import sys
+
+    for where in ("command", "here"):
+        shutil.copytree(golden / name, tmp_path / where)
+    code = ("import os, sys, bench.cli; sys.argv = ['cvbench', 'report', sys.argv[1]]; "
+            "code = bench.cli.main(); import matplotlib, matplotlib.artist as artist; "
+            "print(code, os.environ['MPLBACKEND'], os.environ['OPENBLAS_NUM_THREADS'], "
+            "matplotlib.get_backend(), artist.kwdoc.__name__, len(artist.kwdoc(artist.Artist)) > 100, "
+            "sorted({'matplotlib.pyplot', 'scipy', 'rich', 'docker', 'requests'} & set(sys.modules)))")
+    environment = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "OPENBLAS_NUM_THREADS")}
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "command")], env=environment,
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == "0 agg 1 agg kwdoc True []"
+    build_report(tmp_path / "here")
+    page, figures_dir = "report.html", Path("figures")
+    assert (tmp_path / "command" / page).read_bytes() == (tmp_path / "here" / page).read_bytes()
+    drawn = sorted(p.name for p in (tmp_path / "here" / figures_dir).iterdir())
+    assert drawn == sorted(p.name for p in (tmp_path / "command" / figures_dir).iterdir())
+    assert "startup.png" in drawn and "memory.png" in drawn
+    for png in drawn:
+        assert ((tmp_path / "command" / figures_dir / png).read_bytes()
+                == (tmp_path / "here" / figures_dir / png).read_bytes()), png
+
+
+def test_a_page_template_is_compiled_once_and_again_when_its_text_changes(tmp_path, monkeypatch):
+    """Compiled templates are kept (70 ms of a small report's compile), checked against the
+    template's text: an edited template is compiled afresh, never an old one's code used."""
+    from jinja2 import Environment
+
+    from bench.report import templating
+
+    (tmp_path / "templates").mkdir()
+    page = tmp_path / "templates" / "page.html"
+    monkeypatch.setattr(templating, "TEMPLATES", tmp_path / "templates")
+    monkeypatch.setattr(templating, "CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    compiled = []
+    compile_ = Environment.compile
+    monkeypatch.setattr(Environment, "compile",
+                        lambda self, *args, **kw: compiled.append(args[1]) or compile_(self, *args, **kw))
+    page.write_text("<p>{{ value }}</p>")
+    assert templating.template("page.html").render(value="<a>") == "<p>&lt;a&gt;</p>"
+    assert templating.template("page.html").render(value=1) == "<p>1</p>"
+    assert compiled == ["page.html"]
+    assert [p.name.startswith(f"cvbench-jinja2-{__import__('jinja2').__version__}-")
+            for p in (tmp_path / "cache").iterdir()] == [True]
+    page.write_text("<div>{{ value }}</div>")
+    assert templating.template("page.html").render(value=2) == "<div>2</div>"
+    assert compiled == ["page.html", "page.html"]
+
+
+def test_a_page_template_is_compiled_where_its_cache_cannot_be_kept(tmp_path, monkeypatch):
+    from bench.report import templating
+
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "page.html").write_text("<p>{{ value }}</p>")
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setattr(templating, "TEMPLATES", tmp_path / "templates")
+    monkeypatch.setattr(templating, "CACHE_DIR", str(tmp_path / "not-a-folder"))
+    for _ in range(2):  # neither kept nor found there: compiled each time
+        assert templating.template("page.html").render(value=3) == "<p>3</p>"
+    assert (tmp_path / "not-a-folder").read_text() == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-folder", "templates"]
 
 
 def test_a_workload_asked_of_some_runtimes_is_missing_only_there():

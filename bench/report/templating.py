@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, selec
 
 TEMPLATES = Path(__file__).parent / "templates"
 PATTERN = f"cvbench-jinja2-{jinja2.__version__}-%s.cache"
+CACHE_DIR: str | None = None  # None: Jinja2's folder of this user in the temp directory
 
 
 class _Cache(FileSystemBytecodeCache):
@@ -37,8 +38,8 @@ class _Cache(FileSystemBytecodeCache):
 
 
 def _cache() -> FileSystemBytecodeCache | None:
-    try:  # Jinja2's folder: made for this user alone (0700), refused if anyone else owns it
-        return _Cache(pattern=PATTERN)
+    try:  # Jinja2's own folder is made for this user alone (0700), refused if another owns it
+        return _Cache(CACHE_DIR, PATTERN)
     except (OSError, RuntimeError):
         return None
 

@@ -263,9 +263,7 @@ class DockerRuntime(Runtime):
             inst.container = self.client.containers.prepare_model({"Id": created["Id"], "Name": instance})
             t_created = time.monotonic()
             # Attach before start so not a byte of output is missed.
-            stream = self.client.api.attach(inst.container.id, stdout=True, stderr=True,
-                                            stream=True, logs=True)
-            inst.lines = LineReader(stream, instance)
+            inst.lines = LineReader(attached_output(api, inst.container.id), instance)
             inst.container.start()
             t_started = time.monotonic()
             inst.phases["startup.create_s"] = t_created - t0
@@ -277,6 +275,25 @@ class DockerRuntime(Runtime):
             if inst.slice is not None:  # systemd made it as the container started
                 inst.cgroup = Cgroup.at(slice_path(inst.slice))
         return inst
+
+
+def attached_output(api, container_id: str):
+    """A container's output, stdout and stderr as they come, until it exits. The raw
+    socket: the SDK's attach() inspects the container first to learn whether it has a
+    TTY, a round trip per instance; cvbench's never do."""
+    from docker.utils.socket import frames_iter
+
+    # Attached here, not when the reader first asks: a line's time is its arrival
+    sock = api.attach_socket(container_id, params={"stdout": 1, "stderr": 1, "stream": 1,
+                                                   "logs": 1})
+
+    def chunks():
+        try:
+            for _, data in frames_iter(sock, tty=False):
+                yield data
+        finally:
+            sock.close()
+    return chunks()
 
 
 def upper_dir(inspect: dict) -> Path:

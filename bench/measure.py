@@ -41,10 +41,13 @@ class Value:
 class Outcome:
     """The values of one instance, and the failure policy: an error before READY fails its
     start (startup.ready_s, or startup.restore_s for a restore); after it, the metric the
-    mode measures (main)."""
+    mode measures (main), or the workload (workload) where main cannot carry it: a memory
+    metric (which does not fail a cell) or the start, measured already."""
 
-    def __init__(self, main: str, unit: str, start: str = "startup.ready_s"):
+    def __init__(self, main: str, unit: str, start: str = "startup.ready_s",
+                 workload: str | None = None):
         self.main, self.unit, self.start = main, unit, start
+        self.workload = workload or main
         self.values: list[Value] = []
         self.inapplicable: set[str] = set()  # metrics this instance cannot have: no failure
 
@@ -58,7 +61,12 @@ class Outcome:
     def fail(self, exc: BaseException) -> None:
         why = str(exc) if isinstance(exc, RuntimeFailure) else f"{type(exc).__name__}: {exc}"
         started = any(v.metric == self.start and v.value is not None for v in self.values)
-        self.add(*((self.main, None, self.unit) if started else (self.start, None, "s")), why)
+        if not started:
+            self.add(self.start, None, "s", why)
+        elif self.main.startswith("mem.") or self.main == self.start:
+            self.add(self.workload, None, "1", why)
+        else:
+            self.add(self.main, None, self.unit, why)
 
     @property
     def failed(self) -> bool:
@@ -70,10 +78,10 @@ class Outcome:
 
 
 @contextmanager
-def attempt(main: str, unit: str, start: str = "startup.ready_s"):
+def attempt(main: str, unit: str, start: str = "startup.ready_s", workload: str | None = None):
     """Collect an instance's values; an error ends the attempt with the failure recorded
     (the cell fails, the run goes on). Ctrl-C passes through."""
-    outcome = Outcome(main, unit, start)
+    outcome = Outcome(main, unit, start, workload)
     try:
         yield outcome
     except Exception as exc:  # an engine error, a timeout, an unparsable output
@@ -112,7 +120,8 @@ def measure_cell(session, runtime: Runtime, step: Step, extra_tags: dict) -> tup
     engine_before, wall_start = (engine.seconds() if engine else None), time.time()
     inst, helper_cpu = None, 0.0
     start = "startup.restore_s" if snapshot else "startup.ready_s"
-    with attempt(main or f"workload.{workload.name}", "1", start) as outcome:
+    failed = f"workload.{workload.name}"
+    with attempt(main or failed, "1", start, failed) as outcome:
         name, command = session.instance_name(), workload.command(params)
         with (runtime.restored(snapshot, command, name, scenario.timeout_s, port) if snapshot else
               runtime.running(command, limits, name, needs=needs, port=port)) as inst:
@@ -155,6 +164,7 @@ def _measure_instance(session, workload: Workload, params: dict, inst, outcome: 
     sampler = Sampler(inst.cgroup, inst.helper_pids, scenario.sample_hz).start()
     try:
         ready = inst.wait_ready(scenario.timeout_s)
+        outcome.add(start, ready.t - inst.t_launch, "s")  # a failure from here on is the workload's
         deadline = inst.t_launch + scenario.timeout_s
         sampler.sample()  # at least one sample, even for an instance that exits at once
         seen = Ready.of(ready)
@@ -170,7 +180,6 @@ def _measure_instance(session, workload: Workload, params: dict, inst, outcome: 
     finally:
         sampler.stop()
 
-    outcome.add(start, ready.t - inst.t_launch, "s")
     for metric, seconds in inst.phases.items():
         outcome.add(metric, seconds, "s")
     shared = seen.shares_kernel_with(session.host["kernel"], session.host.get("boot_id"))

@@ -78,9 +78,10 @@ class ScriptedRuntime(Runtime):
     def check(self) -> None:
         pass
 
+    lines = [AgentLine(READY_AT, "CVBENCH READY 3.50 6.12.0-guest"), AgentLine(DONE_AT, "CVBENCH DONE 0")]
+
     def launch(self, command, limits, instance, needs=None, port=None) -> ScriptedInstance:
-        lines = ScriptedLines([AgentLine(READY_AT, "CVBENCH READY 3.50 6.12.0-guest"),
-                               AgentLine(DONE_AT, "CVBENCH DONE 0")])
+        lines = ScriptedLines(self.lines)
         inst = ScriptedInstance(name=instance, t_launch=LAUNCH, lines=lines, cgroup=self.cgroup)
         if self.engine_dir is not None:  # the engine's work on it, to its removal
             inst.on_close.append(lambda: (self.engine_dir / "cpuacct.usage")
@@ -92,8 +93,9 @@ class ScriptedRuntime(Runtime):
         return 1
 
 
-def _measure(tmp_path, golden, with_engine: bool) -> dict[str, dict]:
-    (tmp_path / "lifecycle.toml").write_text(SCENARIO)
+def _measure(tmp_path, golden, with_engine: bool, workload: str = "noop",
+             lines: list | None = None) -> dict[str, dict]:
+    (tmp_path / "lifecycle.toml").write_text(SCENARIO.replace("noop", workload))
     scenario = load_scenario(tmp_path / "lifecycle.toml")
     session = Session(scenario, out_dir=tmp_path / "out", report=False)
     session.context = RunContext("test-run", SimpleNamespace(digest="sha256:test"), session.cleanup,
@@ -111,8 +113,33 @@ def _measure(tmp_path, golden, with_engine: bool) -> dict[str, dict]:
         (engine_dir / "cpuacct.usage").write_text(f"{ENGINE_BEFORE_NS}\n")
         engine = EngineCpu((Cgroup(1, {"cpuacct": engine_dir}),))
     session.runtimes = {"fake": ScriptedRuntime(session.context, cgroup, engine, engine_dir)}
+    if lines is not None:
+        session.runtimes["fake"].lines = lines
     step = Step(Cell(scenario.workloads[0], scenario.runtimes[0]), 0, False)
-    return {r.metric: r for r in measure_step(session, step)}
+    records = {r.metric: r for r in measure_step(session, step)}
+    _measure.failed_cells = set(session.failed_cells)
+    return records
+
+
+@pytest.mark.parametrize("workload, charged", [
+    ("noop", "workload.noop"),  # the start was measured: it stays
+    ("idle", "workload.idle"),  # its main metric is memory, which does not fail a cell
+    ("cpu", "workload.events_per_s"),
+])
+def test_a_failure_after_ready_is_the_workloads_and_fails_the_cell(tmp_path, golden, workload, charged):
+    records = _measure(tmp_path, golden, with_engine=False, workload=workload,
+                       lines=[AgentLine(READY_AT, "CVBENCH READY 3.50 6.12.0-guest")])  # no DONE
+    assert records["startup.ready_s"].value == pytest.approx(0.25) and records["startup.ready_s"].error is None
+    assert records[charged].value is None
+    assert records[charged].error == "output ended before CVBENCH DONE"
+    assert _measure.failed_cells == {f"{workload}@fake"}
+
+
+def test_a_failure_before_ready_is_the_starts(tmp_path, golden):
+    records = _measure(tmp_path, golden, with_engine=False, workload="idle", lines=[])
+    assert records["startup.ready_s"].value is None
+    assert records["startup.ready_s"].error == "output ended before CVBENCH READY"
+    assert _measure.failed_cells == {"idle@fake"}
 
 
 def test_ready_and_exit_are_host_times_from_the_launch_call(tmp_path, golden):

@@ -70,15 +70,12 @@ def _import_for_report() -> None:
 
     os.environ.setdefault("MPLBACKEND", "agg")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from bench.report.painter import default_workers
-
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         for name in ("bench.report.fleet", "bench.report.html"):
             importlib.import_module(name)
-        if not default_workers():  # the figures are drawn here, not in forked workers
-            _import_matplotlib()
+        _import_matplotlib()  # here, before the painter forks workers: they start with it
     finally:
         gc.freeze()
         if was_enabled:

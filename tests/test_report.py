@@ -299,6 +299,50 @@ def test_figures_drawn_by_worker_processes_are_the_ones_drawn_here(golden, tmp_p
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(here, there))
 
 
+def _drawn_where(frame, job, pause):
+    import os
+    import time
+
+    time.sleep(pause)
+    return job, os.getpid()
+
+
+def test_the_painter_draws_the_jobs_no_worker_has_started_here_from_the_last_back():
+    """With one worker busy on a slow first figure, this process draws the others, from
+    the last back, and every figure reaches its `then` in the order it was asked for."""
+    import os
+
+    from bench.report.painter import Painter
+
+    frame, placed = ["a frame"], []
+    with Painter(frame, workers=1) as painter:
+        for job in range(6):
+            painter.draw(_drawn_where, frame, job, 1.0 if job == 0 else 0.0,
+                         then=placed.append)
+    assert [job for job, _ in placed] == list(range(6))
+    where = [pid for _, pid in placed]
+    assert where[0] != os.getpid() and where[-1] == os.getpid()
+    here = where.index(os.getpid())  # the worker's jobs first, then this process's: no mix
+    assert set(where[:here]) == {where[0]} and set(where[here:]) == {os.getpid()}
+
+
+def test_two_cpus_get_one_worker_only_where_matplotlib_is_imported(monkeypatch):
+    """A worker that imports matplotlib itself is slower than drawing here on 2 CPUs;
+    one that starts with it (cvbench report imports it first) is faster."""
+    import sys
+
+    import matplotlib.figure  # noqa: F401
+
+    from bench.report import painter
+
+    monkeypatch.setattr(painter.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert painter.default_workers() == 1
+    monkeypatch.delitem(sys.modules, "matplotlib.figure")
+    assert painter.default_workers() == 0
+    monkeypatch.setattr(painter.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert painter.default_workers() == painter.MAX_WORKERS
+
+
 def test_the_command_and_the_page_s_tables_import_no_plotting_or_scipy():
     """matplotlib and scipy each take a second to import: the page's tables need neither
     (figures are drawn by figures.py, which imports matplotlib when it draws), and

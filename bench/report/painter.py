@@ -10,8 +10,9 @@ Each job's `then` runs here, in the order the jobs were given, when the Painter 
 too: the jobs no worker has started yet, from the last one back, while the workers take
 them from the first.
 
-Where forking is not possible or not safe (no fork, one CPU, other threads running) the
-Painter draws each figure here when it is asked for, as a report always did.
+Where forking is not possible, safe or worth it (no fork, one CPU, other threads running,
+2 or 3 CPUs without matplotlib imported before the fork) the Painter draws each figure
+here when it is asked for, as a report always did.
 """
 
 from __future__ import annotations

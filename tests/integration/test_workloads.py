@@ -91,7 +91,11 @@ def test_a_vm_runs_what_measures_no_boot_restored_and_boots_the_rest(run):
     for workload in ("memory", "syscall", "fork", "disk"):
         assert starts[(workload, "qemu")] == "warm"
         assert starts[(workload, "qemu-microvm-fast")] == "cold"  # root on NVMe: no migration
-    for workload in ("noop", "cpu", "net", "disk-volume"):
+    # a server in the guest: restored with its network, user networking or a tap link
+    for workload in ("net", "redis", "rr", "net-direct", "rr-direct"):
+        assert starts[(workload, "qemu")] == "warm"
+    # the startup probe, cpu (the footprint where no idle runs), a volume of its own
+    for workload in ("noop", "cpu", "disk-volume"):
         assert starts[(workload, "qemu")] == "cold"
 
 

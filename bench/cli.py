@@ -6,18 +6,25 @@ import argparse
 import gc
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.errors import UserError
 
 
 def cmd_run(args) -> int:
-    from bench.session import Session
-    from bench.scenario import load_scenario
+    with uncollected(args.program):
+        from bench.session import Session
+        from bench.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario).with_overrides(
-        reps=args.reps, runtimes=args.runtimes.split(",") if args.runtimes else None,
-        quick=args.quick)
+        scenario = load_scenario(args.scenario).with_overrides(
+            reps=args.reps, runtimes=args.runtimes.split(",") if args.runtimes else None,
+            quick=args.quick)
+        if any(runtime.kind == "docker" for runtime in scenario.runtimes):
+            try:
+                import docker  # noqa: F401  (here, uncollected: a docker runtime's check needs it)
+            except ImportError:
+                pass  # that check says what is missing
     if args.cluster:
         return fleet_of(args, scenario).run()
     if args.hosts:
@@ -39,7 +46,7 @@ def fleet_of(args, scenario):
 def cmd_report(args) -> int:
     if not (Path(args.dir) / "records.jsonl").exists():
         raise UserError(f"{args.dir}: no records.jsonl here", fix="pass a folder written by cvbench run")
-    if getattr(args, "program", False):
+    if args.program:
         _import_for_report()
     from bench.report import build_report
 
@@ -48,38 +55,46 @@ def cmd_report(args) -> int:
     except OSError as exc:  # a full or read-only disk: say so, not a traceback
         raise UserError(f"cannot write the report in {args.dir}: {exc.strerror or exc}",
                         fix="free space there, or copy the folder elsewhere and report there") from None
-    finally:
-        if getattr(args, "program", False):
-            # The process ends next: Python's last collection would walk every object made
-            # (a quarter of a second of a small report) to free memory that exit frees anyway
-            gc.freeze()
     return 0
+
+
+@contextmanager
+def uncollected(program: bool):
+    """In cvbench's own process, imports made with the garbage collector off, then frozen.
+
+    Imports make hundreds of thousands of objects and no garbage, and the collector, run
+    every 700 new objects, would walk them again and again: 0.1 s of a run's start (its
+    modules and the Docker SDK), 0.15-0.3 s of a small report's. Frozen, they are left out
+    of every later collection. Called from Python, nothing changes."""
+    if not program:
+        yield
+        return
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def _import_for_report() -> None:
     """Import what a report draws with before it starts, in `cvbench report`'s own process.
 
-    The imports make some 300k objects and no garbage, and the collector, run every 700
-    new objects, would walk them again and again (0.15-0.3 s of a small report): they are
-    made with it off, then frozen, which leaves them out of every later collection. The
-    figures are PNGs on an Agg canvas: matplotlib's default backend is set to Agg (unless
-    MPLBACKEND chose one), so nothing imports pyplot to look for a display. OpenBLAS starts
-    one thread (unless OPENBLAS_NUM_THREADS says otherwise), not one per CPU, when numpy
-    loads it (50 ms on 2 CPUs): a report's arrays are far too small for BLAS threads."""
+    The figures are PNGs on an Agg canvas: matplotlib's default backend is set to Agg
+    (unless MPLBACKEND chose one), so nothing imports pyplot to look for a display.
+    OpenBLAS starts one thread (unless OPENBLAS_NUM_THREADS says otherwise), not one per
+    CPU, when numpy loads it (50 ms on 2 CPUs): a report's arrays are far too small for
+    BLAS threads."""
     import importlib
 
     os.environ.setdefault("MPLBACKEND", "agg")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with uncollected(True):
         for name in ("bench.report.fleet", "bench.report.html"):
             importlib.import_module(name)
         _import_matplotlib()  # here, before the painter forks workers: they start with it
-    finally:
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
 
 
 def _import_matplotlib() -> None:
@@ -366,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if args.program:
+            # The process ends next: Python's last collection would walk every object made
+            # (a quarter of a second of a small report) to free memory that exit frees anyway
+            gc.freeze()
 
 
 if __name__ == "__main__":

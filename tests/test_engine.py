@@ -3,11 +3,13 @@
 /proc/PID/cgroup of dockerd captured on this Debian 12 host (cgroup v1) before and after
 cvbench moved it; counters from the golden cgroup folders (tests/test_cgroups.py)."""
 
+import json
 import shutil
 
 import pytest
 
 from bench.collect.engine import OWN_CGROUP, locate_engine
+from bench.runtimes.docker_events import others_in
 
 DOCKERD, CONTAINERD = 4943, 4956
 
@@ -74,3 +76,39 @@ def test_no_engine_cgroup_falls_back_to_psutil_and_says_why(tmp_path, v1_root):
     assert engine.source == "psutil" and "FileNotFoundError" in engine.why_not_cgroup
     assert locate_engine([], v1_root, proc).why_not_cgroup == \
         "no dockerd or containerd process on this host"
+
+
+# -- which containers ran beside an instance: dockerd's container events, as `docker events
+# --format '{{json .}}'` printed them during a run here: a runc noop (-2), a runsc noop (-3),
+# then a container still running when they were taken (-6)
+
+
+def _events(golden):
+    rows = [json.loads(line) for line in (golden / "docker_events" / "events.jsonl").read_text().splitlines()]
+    names = {r["id"]: r["Actor"]["Attributes"]["name"].rsplit("-", 1)[1] for r in rows}
+    events = [(r["timeNano"] / 1e9, r["id"], r["Action"]) for r in rows]
+    ids = {number: cid for cid, number in names.items()}
+    when = {(names[cid], action): t for t, cid, action in events}
+    return events, ids, when
+
+
+def test_an_instance_alone_has_no_other_containers(golden):
+    events, ids, when = _events(golden)
+    for n in ("2", "3"):  # each from its creation to its removal: the other had gone or not come
+        assert others_in(set(), events, ids[n], when[(n, "create")], when[(n, "destroy")]) == 0
+
+
+def test_a_container_that_did_anything_in_the_span_counts(golden):
+    events, ids, when = _events(golden)
+    # -2 removed after -3's span began: one other
+    assert others_in(set(), events, ids["3"], when[("2", "die")], when[("3", "destroy")]) == 1
+    # seen from no container of its own: both
+    assert others_in(set(), events, None, when[("2", "start")], when[("3", "start")]) == 2
+
+
+def test_a_container_running_through_the_span_counts_and_one_gone_before_does_not(golden):
+    events, ids, when = _events(golden)
+    after = when[("6", "start")] + 1  # -6 runs on: no event of its own in this span
+    assert others_in(set(), events, None, after, after + 5) == 1
+    # running before the events began, silent since: counted; -2, gone before: not
+    assert others_in({"long-lived", ids["2"]}, events, None, after, after + 5) == 2

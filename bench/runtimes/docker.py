@@ -19,6 +19,7 @@ from bench.errors import RuntimeFailure, UserError
 from bench.images import ensure_docker_image
 from bench.params import Param
 from bench.runtimes.base import Instance, Limits, Runtime, Traits, command_version, on_own_kernel
+from bench.runtimes.docker_events import ContainerActivity
 from bench.runtimes.dockerd import ensure_engine
 from bench.runtimes.gvisor import platform_of
 from bench.workloads import DISK_DIRS, NO_NEEDS, Needs
@@ -145,16 +146,14 @@ class DockerRuntime(Runtime):
     def prepare(self) -> None:
         self.image_id = ensure_docker_image(self.client, self.context.image)
         self.engine = locate_engine()
+        self.activity = ContainerActivity(self.client)
+        self.context.cleanup.add("engine events", self.activity.close)
 
     def other_containers(self, inst: ContainerInstance, since: float, until: float) -> int:
         """Containers besides inst that the engine ran at some time between since and until
         (wall clock): the engine's CPU over that span was not spent for inst alone."""
-        others = {c.id for c in self.client.containers.list()}  # running now
-        for event in self.client.events(since=since, until=until, decode=True,
-                                        filters={"type": "container"}):
-            others.add(event["id"])
-        others.discard(inst.container.id if inst.container is not None else None)
-        return len(others)
+        return self.activity.others(inst.container.id if inst.container is not None else None,
+                                    since, until)
 
     def tags(self) -> dict:
         return {"oci_runtime": self.options["oci_runtime"], "network": self.options["network"],

@@ -123,7 +123,7 @@ def measure_cell(session, runtime: Runtime, step: Step, extra_tags: dict) -> tup
     failed = f"workload.{workload.name}"
     with attempt(main or failed, "1", start, failed) as outcome:
         name, command = session.instance_name(), workload.command(params)
-        with (runtime.restored(snapshot, command, name, scenario.timeout_s, port) if snapshot else
+        with (runtime.restored(snapshot, command, name, scenario.timeout_s, port, needs) if snapshot else
               runtime.running(command, limits, name, needs=needs, port=port)) as inst:
             tags.update(inst.tags)
             helper_cpu = _measure_instance(session, workload, params, inst, outcome, tags, start)

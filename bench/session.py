@@ -10,6 +10,7 @@ import shutil
 import socket
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -97,10 +98,11 @@ class Session:
         return f"cvbench-{self.run_id.lower()}-{self._seq}"
 
     def snapshot_of(self, runtime: Runtime, limits: Limits, needs: Needs) -> Snapshot | None:
-        """The runtime's snapshot for warm workload cells with these needs (a disk workload's
-        root bypasses the host's page cache): taken at its first use, kept in the scratch
-        folder until the run ends. None where it cannot restore (said once: those cells
-        start cold, and their records say so)."""
+        """The runtime's snapshot for warm workload cells with these needs, one per network
+        (a scratch disk is the restore's to set up): taken at its first use, kept in the
+        scratch folder until the run ends. None where it cannot restore (said once: those
+        cells start cold, and their records say so)."""
+        needs = replace(needs, scratch=False)
         key = (runtime.name, needs)
         if key not in self._snapshots:
             snapshot, why = None, runtime.cannot_restore()

@@ -204,16 +204,17 @@ class Runtime(ABC):
         raise NotImplementedError
 
     def restore(self, snapshot: Snapshot, command: str, instance: str,
-                timeout_s: float, port: int | None = None) -> Instance:
-        """A new instance from the snapshot, given command (and the host port that reaches
-        a server in it, where the snapshot serves): return once it runs."""
+                timeout_s: float, port: int | None = None, needs: Needs | None = None) -> Instance:
+        """A new instance from the snapshot, given command: return once it runs. Where the
+        snapshot serves, port is the host's way to the server; needs are the workload's,
+        where the host's side of a disk may follow them (not the guest's)."""
         raise NotImplementedError
 
     @contextmanager
     def restored(self, snapshot: Snapshot, command: str, instance: str, timeout_s: float,
-                 port: int | None = None):
+                 port: int | None = None, needs: Needs | None = None):
         """The restore's lifecycle, as running()'s."""
-        with self._held(self.restore(snapshot, command, instance, timeout_s, port)) as inst:
+        with self._held(self.restore(snapshot, command, instance, timeout_s, port, needs)) as inst:
             yield inst
 
     @contextmanager

@@ -221,7 +221,7 @@ class OciRuntime(WithOciRuntime):
         return Snapshot((image,), limits, time.monotonic() - t0, needs=needs)
 
     def restore(self, snapshot: Snapshot, command: str, instance: str,
-                timeout_s: float, port: int | None = None) -> OciInstance:
+                timeout_s: float, port: int | None = None, needs: Needs | None = None) -> OciInstance:
         (image,) = snapshot.files
         line = workload_line(command)
         inst = self._start(AWAIT, snapshot.limits, instance, snapshot.needs,

@@ -248,7 +248,7 @@ class QemuRuntime(Runtime):
                              ["qemu-img", "info", "--output=json", str(disk)])))}, needs, instance)
 
     def restore(self, snapshot: Snapshot, command: str, instance: str,
-                timeout_s: float, port: int | None = None) -> VmInstance:
+                timeout_s: float, port: int | None = None, needs: Needs | None = None) -> VmInstance:
         state, disk = snapshot.files
         limits = snapshot.limits
         t0 = time.monotonic()
@@ -262,14 +262,16 @@ class QemuRuntime(Runtime):
         with self._launching(inst):
             run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk), "-F", "qcow2",
                       str(inst.overlay)])
-            needs = snapshot.needs
+            saved = snapshot.needs
             # The guest kept the network it was saved with: a tap link of the saved
             # instance's address, or user networking, whose port forward is the host's
-            net = (self._tap(inst, snapshot.origin) if needs.direct_net
-                   else self._network(port) if needs.serves else [])
+            net = (self._tap(inst, snapshot.origin) if saved.direct_net
+                   else self._network(port) if saved.serves else [])
+            # The root's cache mode is the host's alone (the guest sees a write cache either
+            # way): a disk workload's bypasses the host's page cache, restored as booted
+            cache = self._disk_tags(inst, needs or saved)
             argv = self._argv(instance, AWAIT, limits, self.accel, inst.overlay, inst.qmp_socket,
-                              needs, inst.tags.get("guest_net"),
-                              self._disk_tags(inst, needs)) + net
+                              saved, inst.tags.get("guest_net"), cache) + net
             t_overlay = time.monotonic()
             inst.process = spawn(cgroup.enter_argv(argv + ["-incoming", "defer"]),
                                  stdin=subprocess.PIPE)

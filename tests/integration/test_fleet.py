@@ -134,9 +134,11 @@ def test_regress_gates_each_host_against_its_own_baseline_and_names_the_one_that
     assert first.returncode == 0
     for host in HOSTS:
         assert f"  {host}: no baseline yet: this run is now the baseline ({store}/{host}-" in first.stdout
-    # alpha's baseline made 3x faster, beta's 3x slower: today alpha regressed and beta did
-    # not, far beyond the noise two hosts on one machine's 2 cores make in each other
-    for host, factor in (("alpha", 1 / 3), ("beta", 3)):
+    # alpha's baseline made 10x faster, beta's 10x slower: today alpha regressed and beta
+    # did not, far beyond the noise two hosts on one machine's 2 cores make in each other.
+    # The gate judges runc over native, and native's READY alone moved 2.25x between two
+    # such runs in CI (9.3 -> 20.9 ms): 3x was not enough
+    for host, factor in (("alpha", 1 / 10), ("beta", 10)):
         baseline = next(store.glob(f"{host}-*/fleet"))
         rows = [json.loads(line) for line in (baseline / "records.jsonl").read_text().splitlines()]
         for row in rows:

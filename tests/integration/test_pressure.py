@@ -238,7 +238,9 @@ def test_warm_workload_cells_restore_a_vm_that_can_and_boot_the_others(tmp_path)
         assert fast / 2 < restored["workload.ns_per_syscall"]["value"] < fast * 2
         assert {r["tags"]["start"] for r in restored.values()} == {"warm"}
     disk = cell("disk@qemu")
-    assert 0 < disk["startup.restore_s"]["value"] < boot / 5 and disk["workload.iops"]["value"] > 0
+    assert 0 < disk["startup.restore_s"]["value"] < boot / 5
+    # fio ran in the restored guest: through an emulated virtio-blk, fewer IOPS than natively
+    assert 0 < disk["workload.iops"]["value"] < cell("disk@native")["workload.iops"]["value"]
     assert disk["workload.iops"]["tags"]["disk_cache"] == "none"
     assert disk["workload.iops"]["tags"]["host_page_cache"] is False
     assert cell("syscall@qemu")["startup.restore_s"]["tags"]["disk_cache"] == "writeback"

@@ -29,7 +29,8 @@ def cmd_run(args) -> int:
         return fleet_of(args, scenario).run()
     if args.hosts:
         raise UserError("--hosts chooses hosts of a fleet", fix="pass --cluster ADDRESS too")
-    return Session(scenario, args.out, report=not args.no_report).run()
+    return Session(scenario, args.out, report=not args.no_report,
+                   before_report=_import_for_report if args.program else lambda: None).run()
 
 
 def fleet_of(args, scenario):
@@ -80,7 +81,8 @@ def uncollected(program: bool):
 
 
 def _import_for_report() -> None:
-    """Import what a report draws with before it starts, in `cvbench report`'s own process.
+    """Import what a report draws with before it starts, in cvbench's own process (`cvbench
+    report`, and `cvbench run` once its instances are gone).
 
     The figures are PNGs on an Agg canvas: matplotlib's default backend is set to Agg
     (unless MPLBACKEND chose one), so nothing imports pyplot to look for a display.

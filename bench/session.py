@@ -10,6 +10,7 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,11 +51,13 @@ def new_run_id() -> str:
 
 
 class Session:
-    def __init__(self, scenario: Scenario, out_dir: Path | None = None, report: bool = True):
+    def __init__(self, scenario: Scenario, out_dir: Path | None = None, report: bool = True,
+                 before_report: Callable[[], None] = lambda: None):
         self.scenario = scenario
         self.run_id = new_run_id()
         self.out_dir = Path(out_dir or Path("results") / self.run_id)
         self.make_report = report
+        self.before_report = before_report  # cvbench's own process imports for drawing there
         self.cleanup = Cleanup()
         self.store = RecordStore(self.out_dir)
         self.unusable: dict[str, str] = {}  # runtime name -> why
@@ -173,6 +176,7 @@ class Session:
         if self.make_report and self.store.count:
             from bench.report import build_report
 
+            self.before_report()
             print(f"report: {build_report(self.out_dir)}")
         if interrupted:
             return 130

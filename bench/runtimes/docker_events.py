@@ -20,7 +20,8 @@ class ContainerActivity:
         self._removed: set[str] = set()
         self._ended = False
         self._arrived = threading.Condition()
-        threading.Thread(target=self._read, name="engine-events", daemon=True).start()
+        self._reader = threading.Thread(target=self._read, name="engine-events", daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         try:
@@ -50,7 +51,10 @@ class ContainerActivity:
         return others_in(self._running_at_start, events, container_id, since, until)
 
     def close(self) -> None:
+        """Ends the stream, and the thread once it has read what it holds: a report drawn
+        after the run forks its painter only where no other thread runs (painter.py)."""
         self._stream.close()
+        self._reader.join(timeout=1.0)
 
 
 def others_in(running_at_start: set[str], events: list[tuple[float, str, str]],

@@ -2,10 +2,13 @@
 then: each record says how many other containers it ran (engine_other_containers), read
 from the engine's event stream on the real dockerd."""
 
+import threading
+
 import docker
 import pytest
 
 from bench.images import ensure_image
+from bench.runtimes.docker_events import ContainerActivity
 
 from .helpers import cvbench, records
 
@@ -39,3 +42,10 @@ def test_a_container_beside_the_run_is_counted_and_none_is_zero(tmp_path):
         assert _others(tmp_path, "beside") == [1, 1]  # running through every instance's span
     finally:
         beside.remove(force=True)
+
+
+def test_closed_the_stream_leaves_no_thread():
+    # The report drawn after a run forks its painter only where no other thread runs
+    activity = ContainerActivity(docker.from_env())
+    activity.close()
+    assert [t for t in threading.enumerate() if t.name == "engine-events"] == []

@@ -32,3 +32,23 @@ def test_a_vm_stacks_its_guest_boot_after_the_vmm():
     assert phase_segments(found, "qemu") == [
         ("qcow2 overlay", 0.013), ("QEMU spawn + QMP", 0.078),
         ("guest boot to READY (guest clock)", 8.89), (REST_LABEL, pytest.approx(0.49))]
+
+
+
+def test_each_bar_value_is_written_inside_its_panel(golden, tmp_path, monkeypatch):
+    # The memory figure of a matrix run (workload cpu, 9 runtimes, 3 instances each; its
+    # memory records alone): libvirt's PSS of 379.3 MiB was written over the panel's top
+    from bench.report import figures
+    from bench.report.html import complete
+
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig) or path)
+    figures.memory_figure(complete(load_frame(golden / "run_matrix_memory")), tmp_path / "m.png")
+    (fig,) = drawn
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        top = ax.get_window_extent(renderer).y1
+        labels = {t.get_text(): t.get_window_extent(renderer).y1 for t in ax.texts}
+        assert len(labels) == 9
+        assert {text: y for text, y in labels.items() if y > top} == {}, ax.get_title()

@@ -320,6 +320,7 @@ def _bars_with_ci(ax, groups: list[np.ndarray]) -> None:
         ax.annotate(units.number(median), (position, top), xytext=(0, 3), textcoords="offset points",
                     ha="center", va="bottom", fontsize=8)
     ax.set_xlim(-0.6, len(groups) - 0.4)  # a lone bar keeps its width
+    ax.margins(y=0.1)  # room above the tallest for its value (the bars keep 0 at the bottom)
 
 
 def _ratio_panel(ax, ratios: list[stats.Ratio], labels: list[str]) -> None:

@@ -34,7 +34,6 @@ def test_a_vm_stacks_its_guest_boot_after_the_vmm():
         ("guest boot to READY (guest clock)", 8.89), (REST_LABEL, pytest.approx(0.49))]
 
 
-
 def test_each_bar_value_is_written_inside_its_panel(golden, tmp_path, monkeypatch):
     # The memory figure of a matrix run (workload cpu, 9 runtimes, 3 instances each; its
     # memory records alone): libvirt's PSS of 379.3 MiB was written over the panel's top
